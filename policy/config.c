@@ -1,0 +1,474 @@
+/* Configuration loading: a table of keys per object, checked for type and bounds, with defaults;
+ * positions of offending keys come from jsonpos so users see file:line:col. */
+#include "policy/config.h"
+
+#include <jansson.h>
+#include <stdarg.h>
+#include <stddef.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "policy/jsonpos.h"
+
+enum cfg_type {
+    CT_INT,  /* integer within [min, max] */
+    CT_BOOL, /* true / false */
+    CT_STR,  /* string, or null for "unset" when not required */
+};
+
+struct cfg_key {
+    const char *name;  /* JSON member name */
+    enum cfg_type type;
+    size_t off;        /* offset of the field in the target struct */
+    long long min;     /* CT_INT bounds */
+    long long max;
+    long long def;     /* CT_INT / CT_BOOL default */
+    int required;      /* 1: must be present */
+};
+
+struct cfg_ctx {
+    const char *file; /* for messages */
+    char *text;       /* raw file text, for positions */
+    size_t textlen;
+    char *err;        /* error buffer */
+    size_t errlen;
+    size_t errused;
+    int nerrors;
+};
+
+static void cfg_error(struct cfg_ctx *c, const char *path, const char *fmt, ...)
+    __attribute__((format(printf, 3, 4)));
+
+static void cfg_error(struct cfg_ctx *c, const char *path, const char *fmt, ...)
+{
+    int line = 0, col = 0;
+    char msg[512];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(msg, sizeof msg, fmt, ap);
+    va_end(ap);
+    c->nerrors++;
+    /* A missing key has no position of its own: point at the object that should hold it. */
+    char parent[1024];
+    snprintf(parent, sizeof parent, "%s", path);
+    while (jsonpos_find(c->text, c->textlen, parent, &line, &col) != 0) {
+        char *dot = strrchr(parent, '.');
+        char *br = strrchr(parent, '[');
+        char *cut = dot > br ? dot : br;
+        if (cut == NULL) {
+            line = 1;
+            col = 1;
+            break;
+        }
+        *cut = '\0';
+    }
+    if (c->errused + 1 >= c->errlen)
+        return;
+    int n = snprintf(c->err + c->errused, c->errlen - c->errused, "%s:%d:%d: key \"%s\": %s\n",
+                     c->file, line, col, path, msg);
+    if (n > 0)
+        c->errused += (size_t)n < c->errlen - c->errused ? (size_t)n : c->errlen - c->errused - 1;
+}
+
+#define K_INT(st, f, mn, mx, d) {#f, CT_INT, offsetof(st, f), mn, mx, d, 0}
+#define K_BOOL(st, f, d) {#f, CT_BOOL, offsetof(st, f), 0, 1, d, 0}
+#define K_STR(st, f, req) {#f, CT_STR, offsetof(st, f), 0, 0, 0, req}
+
+static const struct cfg_key upstream_keys[] = {
+    K_STR(struct cfg_upstream, url, 1),
+    K_STR(struct cfg_upstream, host_header, 0),
+    K_BOOL(struct cfg_upstream, tls_verify, 1),
+    K_STR(struct cfg_upstream, ca_file, 0),
+    K_STR(struct cfg_upstream, client_cert, 0),
+    K_STR(struct cfg_upstream, client_key, 0),
+    K_STR(struct cfg_upstream, server_name, 0),
+    K_INT(struct cfg_upstream, pool_size, 1, 10000, 64),
+    K_INT(struct cfg_upstream, queue_size, 0, 100000, 1024),
+    K_INT(struct cfg_upstream, queue_timeout_ms, 1, 600000, 2000),
+    K_INT(struct cfg_upstream, connect_timeout_ms, 1, 600000, 2000),
+    K_INT(struct cfg_upstream, response_timeout_ms, 1, 3600000, 10000),
+    K_INT(struct cfg_upstream, idle_timeout_ms, 1, 3600000, 30000),
+    K_INT(struct cfg_upstream, max_requests_per_connection, 1, 100000000, 1000),
+    {NULL, 0, 0, 0, 0, 0, 0},
+};
+
+static const struct cfg_key limits_keys[] = {
+    K_INT(struct cfg_limits, head_bytes, 1024, 65536, 8192),
+    K_INT(struct cfg_limits, request_line_bytes, 256, 65536, 4096),
+    K_INT(struct cfg_limits, header_count, 1, 1000, 100),
+    K_INT(struct cfg_limits, body_bytes, 0, 16777216, 65536),
+    K_INT(struct cfg_limits, chunk_ext_bytes, 0, 4096, 256),
+    K_INT(struct cfg_limits, trailer_bytes, 0, 65536, 4096),
+    K_INT(struct cfg_limits, response_head_bytes, 1024, 65536, 16384),
+    K_INT(struct cfg_limits, response_header_count, 1, 1000, 100),
+    K_INT(struct cfg_limits, response_body_bytes, 0, 67108864, 1048576),
+    K_INT(struct cfg_limits, head_timeout_ms, 1, 600000, 10000),
+    K_INT(struct cfg_limits, body_timeout_ms, 1, 600000, 30000),
+    K_INT(struct cfg_limits, idle_timeout_ms, 1, 3600000, 15000),
+    K_INT(struct cfg_limits, send_timeout_ms, 1, 600000, 30000),
+    K_INT(struct cfg_limits, max_connections, 1, 1000000, 10000),
+    K_INT(struct cfg_limits, max_connections_per_client, 1, 1000000, 512),
+    K_INT(struct cfg_limits, requests_per_connection, 1, 100000000, 10000),
+    K_INT(struct cfg_limits, shutdown_timeout_ms, 0, 600000, 10000),
+    {NULL, 0, 0, 0, 0, 0, 0},
+};
+
+struct log_section {
+    char *level; /* level name */
+    char *file;  /* log file or NULL */
+};
+
+static const struct cfg_key log_keys[] = {
+    K_STR(struct log_section, level, 0),
+    K_STR(struct log_section, file, 0),
+    {NULL, 0, 0, 0, 0, 0, 0},
+};
+
+static const struct cfg_key listener_keys[] = {
+    K_STR(struct cfg_listener, address, 1),
+    {NULL, 0, 0, 0, 0, 0, 0},
+};
+
+static const struct cfg_key tls_server_keys[] = {
+    K_STR(struct cfg_tls_server, cert, 1),
+    K_STR(struct cfg_tls_server, key, 1),
+    K_STR(struct cfg_tls_server, client_ca, 0),
+    K_BOOL(struct cfg_tls_server, require_client_cert, 0),
+    {NULL, 0, 0, 0, 0, 0, 0},
+};
+
+static const char *type_name(json_t *v)
+{
+    switch (json_typeof(v)) {
+    case JSON_OBJECT: return "an object";
+    case JSON_ARRAY: return "an array";
+    case JSON_STRING: return "a string";
+    case JSON_INTEGER: return "an integer";
+    case JSON_REAL: return "a number";
+    case JSON_TRUE:
+    case JSON_FALSE: return "a boolean";
+    default: return "null";
+    }
+}
+
+static void join(char *out, size_t outlen, const char *prefix, const char *name)
+{
+    snprintf(out, outlen, "%s%s%s", prefix, prefix[0] ? "." : "", name);
+}
+
+/* Applies a key table to obj, storing values in base. Keys named in `extra` are left to the
+ * caller (nested objects and arrays). Reports unknown keys, wrong types and bounds. */
+static void cfg_apply(struct cfg_ctx *c, json_t *obj, const char *prefix,
+                      const struct cfg_key *keys, void *base, const char *const *extra)
+{
+    char path[1024];
+    const char *name;
+    json_t *v;
+    json_object_foreach(obj, name, v) {
+        int known = 0;
+        for (const struct cfg_key *k = keys; k->name && !known; k++)
+            known = strcmp(k->name, name) == 0;
+        for (const char *const *e = extra; e && *e && !known; e++)
+            known = strcmp(*e, name) == 0;
+        if (!known) {
+            join(path, sizeof path, prefix, name);
+            cfg_error(c, path, "unknown key");
+        }
+    }
+    for (const struct cfg_key *k = keys; k->name; k++) {
+        char *field = (char *)base + k->off;
+        join(path, sizeof path, prefix, k->name);
+        v = json_object_get(obj, k->name);
+        if (v == NULL || (json_is_null(v) && k->type == CT_STR && !k->required)) {
+            if (k->required)
+                cfg_error(c, path, "is required");
+            else if (k->type == CT_INT || k->type == CT_BOOL)
+                *(int *)field = (int)k->def;
+            continue;
+        }
+        switch (k->type) {
+        case CT_INT:
+            if (!json_is_integer(v)) {
+                cfg_error(c, path, "expected an integer, got %s", type_name(v));
+            } else if (json_integer_value(v) < k->min || json_integer_value(v) > k->max) {
+                cfg_error(c, path, "%lld is out of range [%lld, %lld]",
+                          (long long)json_integer_value(v), k->min, k->max);
+            } else {
+                *(int *)field = (int)json_integer_value(v);
+            }
+            break;
+        case CT_BOOL:
+            if (!json_is_boolean(v))
+                cfg_error(c, path, "expected a boolean, got %s", type_name(v));
+            else
+                *(int *)field = json_is_true(v);
+            break;
+        case CT_STR:
+            if (!json_is_string(v) || json_string_length(v) == 0)
+                cfg_error(c, path, "expected a non-empty string, got %s",
+                          json_is_string(v) ? "an empty string" : type_name(v));
+            else
+                *(char **)field = xstrdup(json_string_value(v));
+            break;
+        }
+    }
+}
+
+int config_split_hostport(const char *s, char *host, size_t hostlen, int *port)
+{
+    const char *colon;
+    size_t hl;
+    if (s[0] == '[') {
+        const char *rb = strchr(s, ']');
+        if (rb == NULL || rb[1] != ':')
+            return -1;
+        hl = (size_t)(rb - s - 1);
+        s++;
+        colon = rb + 1;
+    } else {
+        colon = strrchr(s, ':');
+        if (colon == NULL)
+            return -1;
+        hl = (size_t)(colon - s);
+    }
+    if (hl == 0 || hl >= hostlen)
+        return -1;
+    memcpy(host, s, hl);
+    host[hl] = '\0';
+    char *end;
+    long p = strtol(colon + 1, &end, 10);
+    if (*end != '\0' || end == colon + 1 || p < 1 || p > 65535)
+        return -1;
+    *port = (int)p;
+    return 0;
+}
+
+static void parse_upstream_url(struct cfg_ctx *c, struct cfg_upstream *u)
+{
+    const char *rest;
+    char host[320];
+    if (u->url == NULL)
+        return;
+    if (strncmp(u->url, "http://", 7) == 0) {
+        u->tls = 0;
+        rest = u->url + 7;
+    } else if (strncmp(u->url, "https://", 8) == 0) {
+        u->tls = 1;
+        rest = u->url + 8;
+    } else {
+        cfg_error(c, "upstream.url", "must start with http:// or https://");
+        return;
+    }
+    size_t n = strcspn(rest, "/");
+    if (rest[n] == '/' && rest[n + 1] != '\0') {
+        cfg_error(c, "upstream.url", "must not have a path (the client's path is forwarded)");
+        return;
+    }
+    char authority[300];
+    if (n == 0 || n >= sizeof authority) {
+        cfg_error(c, "upstream.url", "has no host");
+        return;
+    }
+    memcpy(authority, rest, n);
+    authority[n] = '\0';
+    if (strchr(authority, ':') == NULL || authority[n - 1] == ']') {
+        snprintf(host, sizeof host, "%s", authority);
+        u->port = u->tls ? 443 : 80;
+    } else if (config_split_hostport(authority, host, sizeof host, &u->port) != 0) {
+        cfg_error(c, "upstream.url", "bad host or port");
+        return;
+    }
+    if (host[0] == '[') {
+        memmove(host, host + 1, strlen(host));
+        host[strcspn(host, "]")] = '\0';
+    }
+    u->host = xstrdup(host);
+    if (u->host_header == NULL)
+        u->host_header = xstrdup(authority);
+    if (u->server_name == NULL)
+        u->server_name = xstrdup(host);
+    if ((u->client_cert == NULL) != (u->client_key == NULL))
+        cfg_error(c, "upstream.client_cert", "client_cert and client_key go together");
+}
+
+static void load_listeners(struct cfg_ctx *c, json_t *arr, struct lg_config *cfg)
+{
+    char path[64];
+    static const char *const extra[] = {"tls", NULL};
+    if (!json_is_array(arr) || json_array_size(arr) == 0 || json_array_size(arr) > 16) {
+        cfg_error(c, "listeners", "expected an array of 1 to 16 listener objects");
+        return;
+    }
+    cfg->nlisteners = json_array_size(arr);
+    cfg->listeners = xcalloc(cfg->nlisteners, sizeof *cfg->listeners);
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        struct cfg_listener *l = &cfg->listeners[i];
+        json_t *o = json_array_get(arr, i);
+        snprintf(path, sizeof path, "listeners[%zu]", i);
+        if (!json_is_object(o)) {
+            cfg_error(c, path, "expected an object, got %s", type_name(o));
+            continue;
+        }
+        cfg_apply(c, o, path, listener_keys, l, extra);
+        char host[256];
+        int port;
+        if (l->address && config_split_hostport(l->address, host, sizeof host, &port) != 0) {
+            snprintf(path, sizeof path, "listeners[%zu].address", i);
+            cfg_error(c, path, "expected \"host:port\"");
+        }
+        json_t *tls = json_object_get(o, "tls");
+        if (tls != NULL && !json_is_null(tls)) {
+            snprintf(path, sizeof path, "listeners[%zu].tls", i);
+            if (!json_is_object(tls)) {
+                cfg_error(c, path, "expected an object, got %s", type_name(tls));
+                continue;
+            }
+            l->tls_enabled = 1;
+            cfg_apply(c, tls, path, tls_server_keys, &l->tls, NULL);
+            if (l->tls.require_client_cert && l->tls.client_ca == NULL)
+                cfg_error(c, path, "require_client_cert needs client_ca");
+        }
+    }
+}
+
+static void load_root(struct cfg_ctx *c, json_t *root, struct lg_config *cfg)
+{
+    static const struct cfg_key root_keys[] = {
+        K_INT(struct lg_config, workers, 0, 256, 0),
+        {NULL, 0, 0, 0, 0, 0, 0},
+    };
+    static const char *const root_extra[] = {"log", "listeners", "upstream", "limits", NULL};
+    struct log_section ls = {0};
+    cfg_apply(c, root, "", root_keys, cfg, root_extra);
+
+    json_t *v = json_object_get(root, "log");
+    if (v && !json_is_object(v))
+        cfg_error(c, "log", "expected an object, got %s", type_name(v));
+    else if (v)
+        cfg_apply(c, v, "log", log_keys, &ls, NULL);
+    cfg->log_level = LOG_LVL_INFO;
+    if (ls.level && (cfg->log_level = log_level_parse(ls.level)) < 0) {
+        cfg_error(c, "log.level", "expected one of error, warn, info, debug");
+        cfg->log_level = LOG_LVL_INFO;
+    }
+    free(ls.level);
+    cfg->log_file = ls.file;
+
+    v = json_object_get(root, "listeners");
+    if (v == NULL)
+        cfg_error(c, "listeners", "is required");
+    else
+        load_listeners(c, v, cfg);
+
+    v = json_object_get(root, "upstream");
+    if (v == NULL || !json_is_object(v)) {
+        cfg_error(c, "upstream", v ? "expected an object" : "is required");
+    } else {
+        cfg_apply(c, v, "upstream", upstream_keys, &cfg->upstream, NULL);
+        parse_upstream_url(c, &cfg->upstream);
+    }
+
+    v = json_object_get(root, "limits");
+    if (v && !json_is_object(v))
+        cfg_error(c, "limits", "expected an object, got %s", type_name(v));
+    json_t *empty = json_object();
+    cfg_apply(c, v && json_is_object(v) ? v : empty, "limits", limits_keys, &cfg->limits, NULL);
+    json_decref(empty);
+    if (cfg->limits.head_bytes > 0 && cfg->limits.request_line_bytes > cfg->limits.head_bytes)
+        cfg_error(c, "limits.request_line_bytes", "must not exceed limits.head_bytes");
+
+    if (cfg->workers == 0) {
+        long n = sysconf(_SC_NPROCESSORS_ONLN);
+        cfg->workers = n > 0 ? (int)(n > 64 ? 64 : n) : 1;
+    }
+}
+
+static char *read_file(const char *path, size_t *len)
+{
+    FILE *f = fopen(path, "rb");
+    if (f == NULL)
+        return NULL;
+    size_t cap = 4096, n = 0;
+    char *buf = xmalloc(cap);
+    size_t r;
+    while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
+        n += r;
+        if (cap - n - 1 == 0) {
+            if (cap > (16u << 20)) {
+                free(buf);
+                fclose(f);
+                return NULL;
+            }
+            cap *= 2;
+            buf = xrealloc(buf, cap);
+        }
+    }
+    fclose(f);
+    buf[n] = '\0';
+    *len = n;
+    return buf;
+}
+
+struct lg_config *config_load(const char *path, char *errbuf, size_t errlen)
+{
+    struct cfg_ctx c = {.file = path, .err = errbuf, .errlen = errlen};
+    errbuf[0] = '\0';
+    c.text = read_file(path, &c.textlen);
+    if (c.text == NULL) {
+        snprintf(errbuf, errlen, "%s: cannot read the file\n", path);
+        return NULL;
+    }
+    json_error_t jerr;
+    json_t *root = json_loadb(c.text, c.textlen, JSON_REJECT_DUPLICATES, &jerr);
+    if (root == NULL) {
+        snprintf(errbuf, errlen, "%s:%d:%d: %s\n", path, jerr.line, jerr.column, jerr.text);
+        free(c.text);
+        return NULL;
+    }
+    struct lg_config *cfg = xcalloc(1, sizeof *cfg);
+    cfg->path = xstrdup(path);
+    if (!json_is_object(root))
+        cfg_error(&c, "", "the configuration must be a JSON object");
+    else
+        load_root(&c, root, cfg);
+    json_decref(root);
+    free(c.text);
+    if (c.nerrors > 0) {
+        config_free(cfg);
+        return NULL;
+    }
+    return cfg;
+}
+
+static void free_tls_server(struct cfg_tls_server *t)
+{
+    free(t->cert);
+    free(t->key);
+    free(t->client_ca);
+}
+
+void config_free(struct lg_config *cfg)
+{
+    if (cfg == NULL)
+        return;
+    for (size_t i = 0; i < cfg->nlisteners; i++) {
+        free(cfg->listeners[i].address);
+        free_tls_server(&cfg->listeners[i].tls);
+    }
+    free(cfg->listeners);
+    struct cfg_upstream *u = &cfg->upstream;
+    free(u->url);
+    free(u->host);
+    free(u->host_header);
+    free(u->ca_file);
+    free(u->client_cert);
+    free(u->client_key);
+    free(u->server_name);
+    free(cfg->log_file);
+    free(cfg->path);
+    free(cfg);
+}

@@ -1,0 +1,81 @@
+/* The main configuration: one JSON file read with jansson, checked against a table of keys
+ * (type, default, bounds). Unknown keys and wrong types are errors that name the file, line,
+ * column and key; every error in the file is reported, not just the first. */
+#ifndef LG_CONFIG_H
+#define LG_CONFIG_H
+
+#include <stddef.h>
+
+struct cfg_tls_server {
+    char *cert;              /* PEM certificate chain */
+    char *key;               /* PEM private key */
+    char *client_ca;         /* CA file for client certificates, or NULL */
+    int require_client_cert; /* 1: handshake fails without a valid client certificate */
+};
+
+struct cfg_listener {
+    char *address;             /* "host:port" */
+    int tls_enabled;           /* 1 if a "tls" object was given */
+    struct cfg_tls_server tls; /* TLS settings when tls_enabled */
+};
+
+struct cfg_upstream {
+    char *url;                       /* http://host:port or https://host:port */
+    int tls;                         /* derived from the URL scheme */
+    char *host;                      /* derived: host to connect to */
+    int port;                        /* derived: port */
+    char *host_header;               /* Host sent upstream (default: URL authority) */
+    int tls_verify;                  /* verify the upstream certificate and hostname */
+    char *ca_file;                   /* CA bundle for the upstream, NULL: system default */
+    char *client_cert;               /* mTLS certificate towards the upstream, or NULL */
+    char *client_key;                /* its key */
+    char *server_name;               /* name to verify and send as SNI (default: host) */
+    int pool_size;                   /* max connections per worker */
+    int queue_size;                  /* requests waiting for a pooled connection, per worker */
+    int queue_timeout_ms;            /* how long one may wait before 503 */
+    int connect_timeout_ms;          /* connect (and TLS handshake) deadline, then 504 */
+    int response_timeout_ms;         /* request sent → complete response, then 504 */
+    int idle_timeout_ms;             /* idle pooled connections are closed after this */
+    int max_requests_per_connection; /* then the pooled connection is retired */
+};
+
+struct cfg_limits {
+    int head_bytes;               /* whole request head */
+    int request_line_bytes;       /* request line; above → 414 */
+    int header_count;             /* header fields; above → 431 */
+    int body_bytes;               /* decoded request body; above → 413 */
+    int chunk_ext_bytes;          /* chunk extensions on one chunk-size line */
+    int trailer_bytes;            /* trailer section (discarded) */
+    int response_head_bytes;      /* upstream response head; above → 502 */
+    int response_header_count;    /* upstream header fields; above → 502 */
+    int response_body_bytes;      /* upstream response body buffered; above → 502 */
+    int head_timeout_ms;          /* absolute deadline for a request head, then 408 */
+    int body_timeout_ms;          /* absolute deadline for a request body, then 408 */
+    int idle_timeout_ms;          /* keep-alive idle time (and time to the first byte) */
+    int send_timeout_ms;          /* a client that reads nothing for this long is dropped */
+    int max_connections;          /* all client connections of the process */
+    int max_connections_per_client; /* client connections from one address */
+    int requests_per_connection;  /* then the connection is closed after the response */
+    int shutdown_timeout_ms;      /* SIGTERM: in-flight requests get this long */
+};
+
+struct lg_config {
+    char *path;                     /* file the config was read from */
+    int workers;                    /* event loop threads (0 in the file: one per core) */
+    int log_level;                  /* enum log_level */
+    char *log_file;                 /* NULL: stderr */
+    struct cfg_listener *listeners; /* client listeners */
+    size_t nlisteners;
+    struct cfg_upstream upstream;
+    struct cfg_limits limits;
+};
+
+/* Reads and validates path. On success returns a config; on failure returns NULL and writes one
+ * line per error ("file:line:col: key \"k\": message") into errbuf (NUL-terminated). */
+struct lg_config *config_load(const char *path, char *errbuf, size_t errlen);
+void config_free(struct lg_config *cfg);
+
+/* Splits "host:port" (or "[v6]:port"); returns 0 and fills host/port, or -1. */
+int config_split_hostport(const char *s, char *host, size_t hostlen, int *port);
+
+#endif

@@ -1,0 +1,462 @@
+/* Client connections: reading one request at a time, strict framing, handing it to the
+ * upstream pool, writing the response, keep-alive and closing (with a short lingering close so
+ * a refused client still reads its error response). */
+#include "proxy/conn.h"
+
+#include <arpa/inet.h>
+#include <errno.h>
+#include <event2/buffer.h>
+#include <event2/bufferevent.h>
+#include <event2/bufferevent_ssl.h>
+#include <event2/event.h>
+#include <event2/util.h>
+#include <http_parser.h>
+#include <netinet/tcp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include "common/log.h"
+#include "common/util.h"
+#include "proxy/problem.h"
+#include "proxy/server.h"
+#include "proxy/worker.h"
+
+#define LINGER_MS 2000
+#define LINGER_MAX_BYTES (1u << 20)
+
+const char *const conn_state_text[] = {
+    "KEEPALIVE", "READING_HEAD", "READING_BODY", "DECIDING",
+    "AUDITING",  "UPSTREAM",     "RESPONDING",   "CLOSING",
+};
+
+static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_write_cb(struct bufferevent *bev, void *arg);
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void up_done(struct up_request *u);
+
+/* The single place where the state changes; checks the transition and logs it. */
+static void conn_set_state(struct conn *c, enum conn_state to)
+{
+    static const unsigned allowed[] = {
+        [CONN_ST_KEEPALIVE] = 1u << CONN_ST_READING_HEAD | 1u << CONN_ST_CLOSING,
+        [CONN_ST_READING_HEAD] = 1u << CONN_ST_READING_BODY | 1u << CONN_ST_DECIDING |
+                                 1u << CONN_ST_RESPONDING,
+        [CONN_ST_READING_BODY] = 1u << CONN_ST_DECIDING | 1u << CONN_ST_RESPONDING,
+        [CONN_ST_DECIDING] = 1u << CONN_ST_AUDITING | 1u << CONN_ST_RESPONDING,
+        [CONN_ST_AUDITING] = 1u << CONN_ST_UPSTREAM | 1u << CONN_ST_RESPONDING,
+        [CONN_ST_UPSTREAM] = 1u << CONN_ST_RESPONDING,
+        [CONN_ST_RESPONDING] = 1u << CONN_ST_KEEPALIVE | 1u << CONN_ST_CLOSING,
+        [CONN_ST_CLOSING] = 0,
+    };
+    if (!(allowed[c->state] & (1u << to)))
+        log_error("conn %s: invalid transition %s -> %s", c->peer_ip, conn_state_text[c->state],
+                  conn_state_text[to]);
+    log_debug("conn %s: %s -> %s", c->peer_ip, conn_state_text[c->state], conn_state_text[to]);
+    c->state = to;
+}
+
+static const struct server *srv_of(const struct conn *c)
+{
+    return c->w->srv;
+}
+
+static void arm(struct conn *c, int ms)
+{
+    struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
+    evtimer_add(c->timer, &tv);
+}
+
+struct conn *conn_new(struct worker *w, int fd, const struct sockaddr *sa, int salen,
+                      SSL_CTX *tls)
+{
+    const struct cfg_limits *lim = &w->srv->cfg->limits;
+    struct conn *c = xcalloc(1, sizeof *c);
+    c->w = w;
+    memcpy(&c->peer, sa, (size_t)salen < sizeof c->peer ? (size_t)salen : sizeof c->peer);
+    if (sa->sa_family == AF_INET)
+        evutil_inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->peer_ip,
+                         sizeof c->peer_ip);
+    else if (sa->sa_family == AF_INET6)
+        evutil_inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->peer_ip,
+                         sizeof c->peer_ip);
+    else
+        snprintf(c->peer_ip, sizeof c->peer_ip, "unknown");
+    int one = 1;
+    setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+    evutil_make_socket_nonblocking(fd);
+    if (tls) {
+        SSL *ssl = SSL_new(tls);
+        if (ssl)
+            c->bev = bufferevent_openssl_socket_new(w->base, fd, ssl, BUFFEREVENT_SSL_ACCEPTING,
+                                                    BEV_OPT_CLOSE_ON_FREE);
+        c->tls = 1;
+    } else {
+        c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+    }
+    c->timer = evtimer_new(w->base, conn_timer_cb, c);
+    arena_init(&c->arena);
+    c->body = evbuffer_new();
+    c->upbytes = evbuffer_new();
+    c->up.resp_hdrs = evbuffer_new();
+    c->up.resp_body = evbuffer_new();
+    c->up.bytes = c->upbytes;
+    c->up.done = up_done;
+    c->up.arg = c;
+    c->state = CONN_ST_KEEPALIVE;
+    TAILQ_INSERT_TAIL(&w->conns, c, link);
+    w->nconns++;
+    if (c->bev == NULL) {
+        if (!tls)
+            close(fd);
+        conn_free(c);
+        return NULL;
+    }
+    bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
+    bufferevent_setwatermark(c->bev, EV_READ, 0, (size_t)lim->head_bytes + 1024);
+    struct timeval wtv = {lim->send_timeout_ms / 1000, (lim->send_timeout_ms % 1000) * 1000};
+    bufferevent_set_timeouts(c->bev, NULL, &wtv);
+    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    arm(c, lim->idle_timeout_ms);
+    return c;
+}
+
+void conn_free(struct conn *c)
+{
+    if (c->up.uc || c->up.queued)
+        upstream_cancel(c->w->pool, &c->up);
+    worker_conn_closed(c->w, c);
+    event_free(c->timer);
+    if (c->bev)
+        bufferevent_free(c->bev);
+    evbuffer_free(c->body);
+    evbuffer_free(c->upbytes);
+    evbuffer_free(c->up.resp_hdrs);
+    evbuffer_free(c->up.resp_body);
+    arena_reset(&c->arena);
+    free(c);
+}
+
+int conn_is_idle(const struct conn *c)
+{
+    return c->state == CONN_ST_KEEPALIVE &&
+           evbuffer_get_length(bufferevent_get_input(c->bev)) == 0;
+}
+
+void conn_close_after_response(struct conn *c)
+{
+    c->close_after = 1;
+}
+
+/* --- responses ---------------------------------------------------------------------- */
+
+static int is_head(const struct conn *c)
+{
+    return c->have_req && c->req.method == HTTP_HEAD;
+}
+
+/* Writes a problem response and moves to RESPONDING. close forces Connection: close. */
+static void respond_problem(struct conn *c, int status, const char *type, const char *reason,
+                            int close)
+{
+    const char *extra = NULL;
+    if (close)
+        c->close_after = 1;
+    if (status == 405)
+        extra = "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n";
+    if (c->request_id[0] == '\0')
+        snprintf(c->request_id, sizeof c->request_id, "%s-%d-%llx", srv_of(c)->instance,
+                 c->w->idx, (unsigned long long)++c->w->seq);
+    log_info("%s %s refused %d: %s", c->peer_ip, c->request_id, status, reason);
+    evtimer_del(c->timer);
+    problem_write(bufferevent_get_output(c->bev), status, type ? type : problem_default_type(status),
+                  reason, c->request_id, c->close_after, extra, is_head(c));
+    conn_set_state(c, CONN_ST_RESPONDING);
+}
+
+/* A refusal while reading: always closes, since the rest of the input cannot be trusted. */
+static void refuse(struct conn *c, int status, const char *reason)
+{
+    respond_problem(c, status, NULL, reason, 1);
+}
+
+static void write_response(struct conn *c)
+{
+    struct evbuffer *out = bufferevent_get_output(c->bev);
+    const struct up_result *r = &c->up.result;
+    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", r->status,
+                        http_status_str((enum http_status)r->status));
+    evbuffer_add_buffer(out, c->up.resp_hdrs);
+    evbuffer_add_printf(out, "X-Request-Id: %s\r\n", c->request_id);
+    size_t blen = evbuffer_get_length(c->up.resp_body);
+    if (!r->no_body)
+        evbuffer_add_printf(out, "Content-Length: %zu\r\n", blen);
+    else if (c->req.method == HTTP_HEAD && r->content_length >= 0)
+        evbuffer_add_printf(out, "Content-Length: %lld\r\n", (long long)r->content_length);
+    evbuffer_add_printf(out, "Connection: %s\r\n\r\n", c->close_after ? "close" : "keep-alive");
+    if (!r->no_body)
+        evbuffer_add_buffer(out, c->up.resp_body);
+    log_debug("%s %s %s %s -> %d (%zu bytes, %lld us)", c->peer_ip, c->request_id,
+              http_method_str((enum http_method)c->req.method), c->req.target, r->status, blen,
+              (long long)r->latency_us);
+}
+
+/* The upstream exchange ended (success or failure). Called from the pool. */
+static void up_done(struct up_request *u)
+{
+    struct conn *c = u->arg;
+    if (u->result.status == 0) {
+        respond_problem(c, u->result.error, NULL, u->result.reason, c->read_eof);
+        return;
+    }
+    write_response(c);
+    conn_set_state(c, CONN_ST_RESPONDING);
+}
+
+/* --- the request path ---------------------------------------------------------------- */
+
+static void start_request(struct conn *c)
+{
+    arena_reset(&c->arena);
+    memset(&c->scan, 0, sizeof c->scan);
+    c->have_req = 0;
+    c->request_id[0] = '\0';
+    c->body_left = 0;
+    evbuffer_drain(c->body, evbuffer_get_length(c->body));
+    c->t_start_us = now_mono_us();
+    c->nrequests++;
+    conn_set_state(c, CONN_ST_READING_HEAD);
+    arm(c, srv_of(c)->cfg->limits.head_timeout_ms);
+}
+
+static void forward(struct conn *c)
+{
+    const struct server *s = srv_of(c);
+    const struct http_req *r = &c->req;
+    struct evbuffer *o = c->upbytes;
+    evbuffer_drain(o, evbuffer_get_length(o));
+    evbuffer_add_printf(o, "%s %s HTTP/1.1\r\nHost: %s\r\n",
+                        http_method_str((enum http_method)r->method), r->target,
+                        s->cfg->upstream.host_header);
+    for (size_t i = 0; i < r->nhdrs; i++) {
+        const struct http_hdr *h = &r->hdrs[i];
+        if (h->flags & HDR_DROP)
+            continue;
+        evbuffer_add(o, h->name, h->nlen);
+        evbuffer_add(o, ": ", 2);
+        evbuffer_add(o, h->value, h->vlen);
+        evbuffer_add(o, "\r\n", 2);
+    }
+    evbuffer_add_printf(o, "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Request-Id: %s\r\n",
+                        c->peer_ip, c->tls ? "https" : "http", c->request_id);
+    size_t blen = evbuffer_get_length(c->body);
+    if (blen > 0 || r->content_length >= 0 || r->chunked || r->method == HTTP_POST ||
+        r->method == HTTP_PUT || r->method == HTTP_PATCH)
+        evbuffer_add_printf(o, "Content-Length: %zu\r\n", blen);
+    evbuffer_add(o, "\r\n", 2);
+    evbuffer_add_buffer(o, c->body);
+    c->up.idempotent = r->method == HTTP_GET || r->method == HTTP_HEAD ||
+                       r->method == HTTP_OPTIONS;
+    c->up.head = r->method == HTTP_HEAD;
+    conn_set_state(c, CONN_ST_UPSTREAM);
+    upstream_send(c->w->pool, &c->up);
+}
+
+/* The request is complete. The policy layer (DECIDING) and the audit layer (AUDITING) plug in
+ * here; until they land, the core passes through both states to the upstream. */
+static void dispatch(struct conn *c)
+{
+    evtimer_del(c->timer);
+    conn_set_state(c, CONN_ST_DECIDING);
+    conn_set_state(c, CONN_ST_AUDITING);
+    forward(c);
+}
+
+/* Returns HEAD_AGAIN, HEAD_DONE (req parsed, head drained), or an error status. */
+static int read_head(struct conn *c, const char **reason)
+{
+    const struct server *s = srv_of(c);
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t avail = evbuffer_get_length(in);
+    size_t n = avail < s->hlim.head_bytes + 1 ? avail : s->hlim.head_bytes + 1;
+    const char *buf = (const char *)evbuffer_pullup(in, (ev_ssize_t)n);
+    int st = http_head_scan(&c->scan, buf, n, &s->hlim, reason);
+    if (st != HEAD_DONE)
+        return st;
+    st = http_req_parse(&c->req, &c->arena, buf + c->scan.start,
+                        c->scan.head_len - c->scan.start, &s->hlim, reason);
+    evbuffer_drain(in, c->scan.head_len);
+    c->have_req = st == 0 || c->req.method == HTTP_HEAD;
+    snprintf(c->request_id, sizeof c->request_id, "%s-%d-%llx", s->instance, c->w->idx,
+             (unsigned long long)++c->w->seq);
+    return st ? st : HEAD_DONE;
+}
+
+/* Moves body bytes from the input into c->body. Returns 0 (more needed), 1 (done) or a
+ * status. */
+static int read_body(struct conn *c, const char **reason)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    if (!c->req.chunked) {
+        size_t avail = evbuffer_get_length(in);
+        size_t n = (uint64_t)c->body_left < avail ? (size_t)c->body_left : avail;
+        evbuffer_remove_buffer(in, c->body, n);
+        c->body_left -= (int64_t)n;
+        return c->body_left == 0;
+    }
+    while (evbuffer_get_length(in) > 0) {
+        size_t contig = evbuffer_get_contiguous_space(in);
+        const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)contig);
+        size_t used = 0;
+        int st = chunked_decode(&c->chunk, data, contig, &used, c->body, reason);
+        evbuffer_drain(in, used);
+        if (st == CHUNKED_DONE)
+            return 1;
+        if (st != CHUNKED_AGAIN)
+            return st;
+    }
+    return 0;
+}
+
+static void after_head(struct conn *c)
+{
+    const struct server *s = srv_of(c);
+    const struct cfg_limits *lim = &s->cfg->limits;
+    if (c->nrequests >= (unsigned)lim->requests_per_connection || !c->req.keep_alive ||
+        c->w->draining)
+        c->close_after = 1;
+    if (c->req.chunked)
+        chunked_init(&c->chunk, s->hlim.body_bytes, (size_t)lim->chunk_ext_bytes,
+                     (size_t)lim->trailer_bytes);
+    else
+        c->body_left = c->req.content_length > 0 ? c->req.content_length : 0;
+    if (!c->req.chunked && c->body_left == 0) {
+        dispatch(c);
+        return;
+    }
+    if (c->req.expect_continue)
+        evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    conn_set_state(c, CONN_ST_READING_BODY);
+    arm(c, lim->body_timeout_ms);
+}
+
+/* Drives the state machine with what is buffered. Returns -1 if c must be freed. */
+static int conn_process(struct conn *c)
+{
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    const char *reason = NULL;
+    int st;
+    for (;;) {
+        switch (c->state) {
+        case CONN_ST_KEEPALIVE:
+            if (evbuffer_get_length(in) == 0)
+                return c->read_eof ? -1 : 0;
+            start_request(c);
+            break;
+        case CONN_ST_READING_HEAD:
+            st = read_head(c, &reason);
+            if (st == HEAD_AGAIN)
+                return c->read_eof ? -1 : 0;
+            if (st != HEAD_DONE) {
+                refuse(c, st, reason);
+                return 0;
+            }
+            after_head(c);
+            break;
+        case CONN_ST_READING_BODY:
+            st = read_body(c, &reason);
+            if (st == 0)
+                return c->read_eof ? -1 : 0;
+            if (st != 1) {
+                refuse(c, st, reason);
+                return 0;
+            }
+            dispatch(c);
+            break;
+        case CONN_ST_CLOSING:
+            if (evbuffer_get_length(in) > LINGER_MAX_BYTES)
+                return -1;
+            evbuffer_drain(in, evbuffer_get_length(in));
+            return c->read_eof ? -1 : 0;
+        default:
+            return 0; /* deciding, upstream or responding: input waits */
+        }
+    }
+}
+
+static void conn_read_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    (void)bev;
+    if (conn_process(c) < 0)
+        conn_free(c);
+}
+
+/* Output flushed: the response is out. Close, or go back to keep-alive. */
+static void conn_write_cb(struct bufferevent *bev, void *arg)
+{
+    struct conn *c = arg;
+    if (c->state != CONN_ST_RESPONDING || evbuffer_get_length(bufferevent_get_output(bev)) > 0)
+        return;
+    if (c->close_after || c->read_eof) {
+        conn_set_state(c, CONN_ST_CLOSING);
+        if (c->tls || c->read_eof) {
+            conn_free(c);
+            return;
+        }
+        /* Lingering close: send FIN, then read and discard for a moment so unread client
+         * bytes do not turn our close into a reset that destroys the response. */
+        shutdown(bufferevent_getfd(bev), SHUT_WR);
+        evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
+        bufferevent_setwatermark(bev, EV_READ, 0, 0);
+        arm(c, LINGER_MS);
+        return;
+    }
+    conn_set_state(c, CONN_ST_KEEPALIVE);
+    arm(c, srv_of(c)->cfg->limits.idle_timeout_ms);
+    if (conn_process(c) < 0)
+        conn_free(c);
+}
+
+static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)bev;
+    if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
+        (c->state == CONN_ST_DECIDING || c->state == CONN_ST_AUDITING ||
+         c->state == CONN_ST_UPSTREAM || c->state == CONN_ST_RESPONDING)) {
+        /* Half-close after a complete request: answer it, then close. */
+        c->read_eof = 1;
+        c->close_after = 1;
+        return;
+    }
+    if (what & BEV_EVENT_TIMEOUT)
+        log_info("%s: client stopped reading; closing", c->peer_ip);
+    else if ((what & BEV_EVENT_ERROR) && c->tls && c->state == CONN_ST_KEEPALIVE &&
+             c->nrequests == 0)
+        log_info("%s: TLS handshake failed", c->peer_ip);
+    conn_free(c);
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd;
+    (void)what;
+    switch (c->state) {
+    case CONN_ST_READING_HEAD:
+        refuse(c, 408, "request head not received in time");
+        break;
+    case CONN_ST_READING_BODY:
+        refuse(c, 408, "request body not received in time");
+        break;
+    case CONN_ST_KEEPALIVE:
+    case CONN_ST_CLOSING:
+    default:
+        conn_free(c);
+        break;
+    }
+}

@@ -1,0 +1,48 @@
+/* A worker thread: its own event_base, its own SO_REUSEPORT listeners and upstream pool, and the
+ * client connections it accepted. Nothing on the request path is shared between workers. */
+#ifndef LG_WORKER_H
+#define LG_WORKER_H
+
+#include <pthread.h>
+#include <stdint.h>
+#include <sys/queue.h>
+
+struct server;
+struct conn;
+struct event_base;
+struct evconnlistener;
+struct event;
+struct upstream_pool;
+
+TAILQ_HEAD(conn_list, conn);
+
+struct worker {
+    struct server *srv;
+    int idx;                                /* 0-based, in request ids and logs */
+    pthread_t thread;
+    struct event_base *base;
+    struct evconnlistener *listeners[16];   /* one per configured listener */
+    int nlisteners;
+    struct event *accept_retry;             /* re-enables accepting after EMFILE */
+    int accept_backoff_ms;                  /* current back-off */
+    struct upstream_pool *pool;
+    struct conn_list conns;                 /* open client connections */
+    int nconns;
+    int ctl[2];                             /* pipe: commands from the main thread */
+    struct event *ctl_ev;
+    struct event *drain_timer;              /* shutdown deadline */
+    int draining;                           /* SIGTERM received: no new connections */
+    uint64_t seq;                           /* request counter, for request ids */
+};
+
+/* Creates the worker and binds its listeners; returns NULL with a message in err. */
+struct worker *worker_new(struct server *srv, int idx, char *err, size_t errlen);
+int worker_start(struct worker *w);
+/* Asks the worker (from another thread) to drain and stop. */
+void worker_stop(struct worker *w);
+void worker_join_and_free(struct worker *w);
+
+/* Called by conn_free. */
+void worker_conn_closed(struct worker *w, struct conn *c);
+
+#endif

@@ -1,0 +1,99 @@
+/* Unit tests for policy/config.c and policy/jsonpos.c: the example config loads, and errors
+ * name file, line, column and key. */
+#include <stdlib.h>
+#include <unistd.h>
+
+#include "../check.h"
+#include "policy/config.h"
+#include "policy/jsonpos.h"
+
+static char *write_tmp(const char *text)
+{
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/lg-test-config-XXXXXX");
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return NULL;
+    ssize_t w = write(fd, text, strlen(text));
+    (void)w;
+    close(fd);
+    return path;
+}
+
+static void test_example(void)
+{
+    char path[4096], err[4096];
+    const char *src = getenv("LG_SOURCE_DIR");
+    snprintf(path, sizeof path, "%s/deploy/lookupgate.example.json", src ? src : ".");
+    struct lg_config *cfg = config_load(path, err, sizeof err);
+    if (cfg == NULL)
+        fprintf(stderr, "%s", err);
+    CHECK(cfg != NULL);
+    if (cfg) {
+        CHECK_INT(cfg->nlisteners, 1);
+        CHECK_INT(cfg->upstream.port, 9000);
+        CHECK(strcmp(cfg->upstream.host, "127.0.0.1") == 0);
+        CHECK_INT(cfg->limits.head_bytes, 8192);
+    }
+    config_free(cfg);
+}
+
+static void test_errors(void)
+{
+    char err[4096];
+    const char *text = "{\n"
+                       "  \"listeners\": [{\"address\": \"127.0.0.1:8080\"}],\n"
+                       "  \"upstream\": {\n"
+                       "    \"url\": \"http://127.0.0.1:9000\",\n"
+                       "    \"pool_sise\": 4,\n"
+                       "    \"connect_timeout_ms\": \"2s\"\n"
+                       "  },\n"
+                       "  \"limits\": {\"head_bytes\": 10}\n"
+                       "}\n";
+    char *p = write_tmp(text);
+    struct lg_config *cfg = config_load(p, err, sizeof err);
+    CHECK(cfg == NULL);
+    char want[256];
+    snprintf(want, sizeof want, "%s:5:5: key \"upstream.pool_sise\": unknown key", p);
+    CHECK(strstr(err, want) != NULL);
+    snprintf(want, sizeof want, "%s:6:5: key \"upstream.connect_timeout_ms\": expected an integer",
+             p);
+    CHECK(strstr(err, want) != NULL);
+    snprintf(want, sizeof want, "%s:8:14: key \"limits.head_bytes\": 10 is out of range", p);
+    CHECK(strstr(err, want) != NULL);
+    if (cfg == NULL && check_failures)
+        fprintf(stderr, "errors were:\n%s", err);
+    unlink(p);
+
+    p = write_tmp("{\"listeners\": [}\n");
+    CHECK(config_load(p, err, sizeof err) == NULL);
+    CHECK(strstr(err, ":1:") != NULL);
+    unlink(p);
+
+    p = write_tmp("{\"upstream\": {\"url\": \"ftp://x\"}}");
+    CHECK(config_load(p, err, sizeof err) == NULL);
+    CHECK(strstr(err, "key \"listeners\": is required") != NULL);
+    CHECK(strstr(err, "key \"upstream.url\": must start with http://") != NULL);
+    unlink(p);
+}
+
+static void test_jsonpos(void)
+{
+    const char *t = "{\"a\": {\"b\": [1, {\"c\": 2}]},\n \"d\": \"x\"}";
+    int line, col;
+    CHECK_INT(jsonpos_find(t, strlen(t), "a.b[1].c", &line, &col), 0);
+    CHECK_INT(line, 1);
+    CHECK_INT(col, 18);
+    CHECK_INT(jsonpos_find(t, strlen(t), "d", &line, &col), 0);
+    CHECK_INT(line, 2);
+    CHECK_INT(col, 2);
+    CHECK_INT(jsonpos_find(t, strlen(t), "a.zz", &line, &col), -1);
+}
+
+int main(void)
+{
+    test_example();
+    test_errors();
+    test_jsonpos();
+    return check_done("test_config");
+}

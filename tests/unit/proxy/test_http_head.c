@@ -1,0 +1,260 @@
+/* Unit tests for proxy/http_head.c and proxy/http_req.c: the strict head scanner and the
+ * semantic checks, each vector whole and split byte by byte. */
+#include <http_parser.h>
+#include <stdlib.h>
+
+#include "../check.h"
+#include "common/arena.h"
+#include "proxy/http_head.h"
+#include "proxy/http_req.h"
+
+static const struct http_limits lim = {8192, 4096, 100, 65536};
+
+/* Runs scanner + parser on the whole vector; returns 0 for accepted, else the status. */
+static int run_whole(const char *v, size_t len, struct http_req *out, struct arena *a)
+{
+    struct head_scan s = {0};
+    const char *why;
+    int st = http_head_scan(&s, v, len, &lim, &why);
+    if (st == HEAD_AGAIN)
+        return -1;
+    if (st != HEAD_DONE)
+        return st;
+    return http_req_parse(out, a, v + s.start, s.head_len - s.start, &lim, &why);
+}
+
+/* The same, feeding a growing prefix one byte at a time (as a trickling client would). */
+static int run_split(const char *v, size_t len)
+{
+    struct head_scan s = {0};
+    const char *why;
+    for (size_t n = 1; n <= len; n++) {
+        int st = http_head_scan(&s, v, n, &lim, &why);
+        if (st == HEAD_AGAIN)
+            continue;
+        if (st != HEAD_DONE)
+            return st;
+        struct arena a;
+        struct http_req r;
+        arena_init(&a);
+        st = http_req_parse(&r, &a, v + s.start, s.head_len - s.start, &lim, &why);
+        arena_reset(&a);
+        return st;
+    }
+    return -1;
+}
+
+struct vec {
+    const char *head;
+    int expect; /* 0 accepted, -1 incomplete, else status */
+};
+
+static const struct vec vectors[] = {
+    {"GET / HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+    {"GET /api/v1/citizens/001234567890 HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+    {"\r\nGET / HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+    {"GET / HTTP/1.0\r\n\r\n", 0},
+    {"GET / HTTP/1.2\r\nHost: a\r\n\r\n", 0},
+    {"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505},
+    {"GET / HTTP/9.9\r\nHost: a\r\n\r\n", 505},
+    {"GET / HTTP/1.10\r\nHost: a\r\n\r\n", 400},
+    {"GET / HTTP/1.1 \r\nHost: a\r\n\r\n", 400},
+    {"GET /\r\n\r\n", 400},
+    {"GET  / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET /\t HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET /\xff HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET /a#frag HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET * HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET http://evil/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"get / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"FOO / HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"TRACE / HTTP/1.1\r\nHost: a\r\n\r\n", 405},
+    {"CONNECT internal:22 HTTP/1.1\r\nHost: a\r\n\r\n", 405},
+    {"PROPFIND / HTTP/1.1\r\nHost: a\r\n\r\n", 405},
+    {"PURGE / HTTP/1.1\r\nHost: a\r\n\r\n", 405},
+    {"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n", 400},
+    {"GET / HTTP/1.1\nHost: a\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a\r\n\n", 400},
+    {"GET / HTTP/1.1\r\n Host: a\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a\r\nX: a\r\n\tb\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a\r\nFoo: bar\r\n Transfer-Encoding: chunked\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a\r\nVisible: :/\rSmuggled: :)\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a\r\nX: a\x7f\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a\r\nX\xff: a\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer \xc3\xa9\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a\r\nUser-Agent: caf\xc3\xa9\r\n\r\n", 0},
+    {"GET / HTTP/1.1\r\nHost: a\r\n: v\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a\r\nContent-Length 10\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost : a\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length : 5\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding : chunked\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a\r\nX_Account_Id: 42\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a\r\nHost: b\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 4\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nContent-Length: 4\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 1\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1\r\nContent-Length: 0\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1, 1\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: +1\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: -1\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 0x1\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1_0\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1 3\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 1Z\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: \r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 12345678901234567890\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 00001\r\n\r\n", 0},
+    {"POST / HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999\r\n\r\n", 413},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, identity\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: xchunked\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, chunked\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity, chunked\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked, chunked\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: identity\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: CHUNKED\r\n\r\n", 0},
+    {"POST / HTTP/1.0\r\nTransfer-Encoding: chunked\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a\r\nUpgrade: h2c\r\nConnection: Upgrade\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer x\r\nAuthorization: Bearer x\r\n\r\n", 400},
+    {"POST / HTTP/1.1\r\nHost: a\r\nExpect: x-foo\r\nContent-Length: 1\r\n\r\n", 417},
+    {"POST / HTTP/1.1\r\nHost: a\r\nExpect: 100-continue\r\nContent-Length: 1\r\n\r\n", 0},
+    {"GET /persons/../admin HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET /persons/%2e%2e/admin HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET /persons/%2E%2E/admin HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET /persons/.%2e/admin HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET /persons/%252e%252e/admin HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET /persons/..%2fadmin HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET /persons%2fadmin HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET /persons%5cadmin HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET /persons\\..\\admin HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET //admin HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET /./admin HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET /admin;/ HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET /persons/..;/admin HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET /admin%00 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET /%c0%ae%c0%ae/admin HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET /a%41 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET /a%4 HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET /a/ HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+    {"GET /a%20b?x=%C3%A9&y=/z HTTP/1.1\r\nHost: a\r\n\r\n", 0},
+    {"GET /a?x=%zz HTTP/1.1\r\nHost: a\r\n\r\n", 400},
+    {"GET / HTTP/1.1\r\nHost: a\r\n", -1},
+};
+
+static void test_vectors(void)
+{
+    for (size_t i = 0; i < sizeof vectors / sizeof vectors[0]; i++) {
+        const struct vec *v = &vectors[i];
+        size_t len = strlen(v->head);
+        struct arena a;
+        struct http_req r;
+        arena_init(&a);
+        int got = run_whole(v->head, len, &r, &a);
+        arena_reset(&a);
+        int split = run_split(v->head, len);
+        if (got != v->expect || split != v->expect)
+            fprintf(stderr, "vector %zu: %.60s...\n", i, v->head);
+        CHECK_INT(got, v->expect);
+        CHECK_INT(split, v->expect);
+    }
+}
+
+static void test_nul_in_value(void)
+{
+    static const char v[] = "GET / HTTP/1.1\r\nHost: a\0.evil\r\n\r\n";
+    struct arena a;
+    struct http_req r;
+    arena_init(&a);
+    CHECK_INT(run_whole(v, sizeof v - 1, &r, &a), 400);
+    arena_reset(&a);
+}
+
+static void test_limits(void)
+{
+    char buf[20000];
+    struct arena a;
+    struct http_req r;
+    /* 101 one-byte fields → 431 */
+    size_t n = (size_t)sprintf(buf, "GET / HTTP/1.1\r\nHost: a\r\n");
+    for (int i = 0; i < 100; i++)
+        n += (size_t)sprintf(buf + n, "X%d: v\r\n", i);
+    n += (size_t)sprintf(buf + n, "\r\n");
+    arena_init(&a);
+    CHECK_INT(run_whole(buf, n, &r, &a), 431);
+    arena_reset(&a);
+    /* a request line over 4096 → 414, even before its end arrives */
+    n = (size_t)sprintf(buf, "GET /");
+    memset(buf + n, 'a', 5000);
+    n += 5000;
+    struct head_scan s = {0};
+    const char *why;
+    CHECK_INT(http_head_scan(&s, buf, n, &lim, &why), 414);
+    /* one big header value → 431 as soon as the head passes the limit */
+    n = (size_t)sprintf(buf, "GET / HTTP/1.1\r\nX: ");
+    memset(buf + n, 'v', 9000);
+    n += 9000;
+    memset(&s, 0, sizeof s);
+    CHECK_INT(http_head_scan(&s, buf, n, &lim, &why), 431);
+    /* a head exactly at the limit is accepted */
+    n = (size_t)sprintf(buf, "GET / HTTP/1.1\r\nHost: a\r\nX: ");
+    size_t fill = lim.head_bytes - n - 4;
+    memset(buf + n, 'v', fill);
+    n += fill;
+    n += (size_t)sprintf(buf + n, "\r\n\r\n");
+    CHECK_INT(n, lim.head_bytes);
+    arena_init(&a);
+    CHECK_INT(run_whole(buf, n, &r, &a), 0);
+    arena_reset(&a);
+    /* one more byte → 431 */
+    memmove(buf + 30, buf + 29, n - 29);
+    n++;
+    arena_init(&a);
+    CHECK_INT(run_whole(buf, n, &r, &a), 431);
+    arena_reset(&a);
+}
+
+static void test_fields(void)
+{
+    static const char v[] =
+        "POST /api/v1/citizens/verify?x=1 HTTP/1.1\r\nHost: client\r\nContent-Length: 00001\r\n"
+        "Connection: close, X-Account-Id\r\nX-Account-Id: 42\r\nX-Lookup-Account: admin\r\n"
+        "X-Forwarded-For: 1.2.3.4\r\nKeep-Alive: 5\r\nAccept: application/json\r\n"
+        "Authorization: Bearer abc\r\n\r\n";
+    struct arena a;
+    struct http_req r;
+    arena_init(&a);
+    CHECK_INT(run_whole(v, sizeof v - 1, &r, &a), 0);
+    CHECK_INT(r.method, HTTP_POST);
+    CHECK_INT(r.content_length, 1);
+    CHECK_INT(r.keep_alive, 0);
+    CHECK_INT(r.path_len, strlen("/api/v1/citizens/verify"));
+    CHECK(r.authorization != NULL);
+    int forwarded = 0;
+    for (size_t i = 0; i < r.nhdrs; i++)
+        if (!(r.hdrs[i].flags & HDR_DROP)) {
+            forwarded++;
+            CHECK(strncmp(r.hdrs[i].name, "Accept", r.hdrs[i].nlen) == 0);
+        }
+    CHECK_INT(forwarded, 1);
+    arena_reset(&a);
+
+    static const char v10[] = "GET / HTTP/1.0\r\nConnection: keep-alive\r\n\r\n";
+    arena_init(&a);
+    CHECK_INT(run_whole(v10, sizeof v10 - 1, &r, &a), 0);
+    CHECK_INT(r.keep_alive, 1);
+    arena_reset(&a);
+}
+
+int main(void)
+{
+    test_vectors();
+    test_nul_in_value();
+    test_limits();
+    test_fields();
+    return check_done("test_http_head");
+}
