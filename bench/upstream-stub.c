@@ -27,6 +27,7 @@
 #include "common/util.h"
 
 static FILE *log_file;
+static unsigned long conn_counter; /* accepted connections, for the log */
 
 struct sconn {
     struct bufferevent *bev;
@@ -44,6 +45,7 @@ struct sconn {
     int busy;              /* response delayed */
     int closing;
     struct event *timer;
+    unsigned long id;      /* connection number, logged so tests can see reuse */
 };
 
 static void respond(struct sconn *c);
@@ -142,9 +144,9 @@ static void log_request(struct sconn *c)
     char *hex = xmalloc(n * 2 + 1);
     for (size_t i = 0; i < n; i++)
         snprintf(hex + 2 * i, 3, "%02x", raw[i]);
-    json_t *o = json_pack("{s:s, s:s, s:s}", "method",
+    json_t *o = json_pack("{s:s, s:s, s:s, s:i}", "method",
                           http_method_str((enum http_method)c->parser.method), "url", c->url,
-                          "raw_hex", hex);
+                          "raw_hex", hex, "conn", (json_int_t)c->id);
     char *line = json_dumps(o, JSON_COMPACT);
     if (line) {
         fprintf(log_file, "%s\n", line);
@@ -399,6 +401,7 @@ static void accept_cb(struct evconnlistener *l, evutil_socket_t fd, struct socka
     c->raw = evbuffer_new();
     c->body = evbuffer_new();
     c->timer = evtimer_new(base, delay_cb, c);
+    c->id = ++conn_counter;
     http_parser_init(&c->parser, HTTP_REQUEST);
     c->parser.data = c;
     bufferevent_setcb(c->bev, read_cb, write_cb, event_cb, c);

@@ -425,6 +425,8 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct conn *c = arg;
     (void)bev;
+    if (what & BEV_EVENT_CONNECTED)
+        return; /* TLS handshake done */
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
         (c->state == CONN_ST_DECIDING || c->state == CONN_ST_AUDITING ||
          c->state == CONN_ST_UPSTREAM || c->state == CONN_ST_RESPONDING)) {

@@ -1,0 +1,281 @@
+"""Integration-test harness: starts the real lookupgate binary and the stub upstream on free
+loopback ports, talks to them over real sockets, and reads what the stub received.
+
+Every process started here is stopped by the test; a gateway stopped with SIGTERM must exit 0
+and its log must hold no sanitizer report."""
+
+import json
+import os
+import re
+import signal
+import socket
+import subprocess
+import tempfile
+import time
+import unittest
+
+BUILD = os.environ.get("LG_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
+SOURCE = os.environ.get("LG_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
+SANITIZER_RE = re.compile(rb"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:")
+
+
+def free_port():
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def wait_port(port, proc=None, timeout=10.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc is not None and proc.poll() is not None:
+            raise RuntimeError("process exited with %s before listening" % proc.returncode)
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                return
+        except OSError:
+            time.sleep(0.02)
+    raise RuntimeError("port %d did not open" % port)
+
+
+class Stub:
+    """The upstream stub with its request log."""
+
+    def __init__(self, tmp):
+        self.port = free_port()
+        self.log = os.path.join(tmp, "stub-%d.log" % self.port)
+        open(self.log, "w").close()
+        self.proc = subprocess.Popen(
+            [os.path.join(BUILD, "upstream-stub"), "--port", str(self.port), "--log", self.log],
+            stdout=subprocess.DEVNULL, stderr=open(self.log + ".err", "w"))
+        wait_port(self.port, self.proc)
+
+    def received(self):
+        out = []
+        with open(self.log) as f:
+            for line in f:
+                rec = json.loads(line)
+                rec["raw"] = bytes.fromhex(rec["raw_hex"])
+                out.append(rec)
+        return out
+
+    def count(self):
+        return len(self.received())
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGTERM)
+        self.proc.wait(5)
+
+
+def default_config(listen_port, upstream_port):
+    return {
+        "workers": 1,
+        "log": {"level": "info"},
+        "listeners": [{"address": "127.0.0.1:%d" % listen_port}],
+        "upstream": {"url": "http://127.0.0.1:%d" % upstream_port,
+                     "connect_timeout_ms": 1000, "response_timeout_ms": 3000},
+        "limits": {},
+    }
+
+
+def merge(base, over):
+    for k, v in over.items():
+        if isinstance(v, dict) and isinstance(base.get(k), dict):
+            merge(base[k], v)
+        else:
+            base[k] = v
+    return base
+
+
+class Gateway:
+    """A lookupgate process with a generated config."""
+
+    def __init__(self, tmp, upstream_port, overrides=None, preexec_fn=None, wait=True, tls=None):
+        self.port = free_port()
+        self.tmp = tmp
+        self.config = merge(default_config(self.port, upstream_port), overrides or {})
+        if tls is not None:
+            self.config["listeners"][0]["tls"] = tls
+        self.config_path = os.path.join(tmp, "lookupgate-%d.json" % self.port)
+        with open(self.config_path, "w") as f:
+            json.dump(self.config, f, indent=2)
+        self.errlog = os.path.join(tmp, "lookupgate-%d.err" % self.port)
+        env = dict(os.environ)
+        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        self.proc = subprocess.Popen(
+            [os.path.join(BUILD, "lookupgate"), "-c", self.config_path],
+            stdout=subprocess.DEVNULL, stderr=open(self.errlog, "wb"), env=env,
+            preexec_fn=preexec_fn)
+        if wait:
+            wait_port(self.port, self.proc)
+
+    def log_text(self):
+        with open(self.errlog, "rb") as f:
+            return f.read()
+
+    def stop(self, expect_code=0, timeout=15):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGTERM)
+            try:
+                self.proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+                raise AssertionError("lookupgate did not stop on SIGTERM")
+        log = self.log_text()
+        if SANITIZER_RE.search(log):
+            raise AssertionError("sanitizer report in lookupgate log:\n" + log.decode(errors="replace")[-4000:])
+        if expect_code is not None and self.proc.returncode != expect_code:
+            raise AssertionError("lookupgate exited %s:\n%s" % (self.proc.returncode, log.decode(errors="replace")[-2000:]))
+
+
+class Response:
+    def __init__(self, status, headers, body, raw_head):
+        self.status = status
+        self.headers = headers  # list of (lower-case name, value)
+        self.body = body
+        self.raw_head = raw_head
+
+    def header(self, name):
+        for n, v in self.headers:
+            if n == name.lower():
+                return v
+        return None
+
+    def json(self):
+        return json.loads(self.body)
+
+
+def parse_responses(data, head_request=False):
+    """Parses as many complete responses as data holds. Returns (responses, rest)."""
+    out = []
+    while True:
+        end = data.find(b"\r\n\r\n")
+        if end < 0:
+            return out, data
+        head = data[:end].decode("latin-1")
+        lines = head.split("\r\n")
+        parts = lines[0].split(" ", 2)
+        status = int(parts[1])
+        headers = []
+        for line in lines[1:]:
+            n, _, v = line.partition(":")
+            headers.append((n.strip().lower(), v.strip()))
+        cl = None
+        for n, v in headers:
+            if n == "content-length":
+                cl = int(v)
+        rest = data[end + 4:]
+        if status < 200 or head_request or status in (204, 304):
+            body = b""
+        elif cl is None:
+            return out, data
+        else:
+            if len(rest) < cl:
+                return out, data
+            body, rest = rest[:cl], rest[cl:]
+        out.append(Response(status, headers, body, data[:end + 4]))
+        data = rest
+
+
+def exchange(port, payload, n=1, split=False, timeout=3.0, delay=0.001, head_request=False,
+             sock=None):
+    """Sends payload (whole, or one byte at a time when split) and reads until n final responses
+    arrived, the peer closed, or timeout. Returns (final responses, interim responses, closed)."""
+    s = sock or socket.create_connection(("127.0.0.1", port), timeout=timeout)
+    s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+    try:
+        if split:
+            for i in range(len(payload)):
+                s.sendall(payload[i:i + 1])
+                time.sleep(delay)
+        else:
+            s.sendall(payload)
+    except (BrokenPipeError, ConnectionResetError):
+        pass
+    return read_responses(s, n, timeout, head_request, close=sock is None)
+
+
+def read_responses(s, n, timeout=3.0, head_request=False, close=True):
+    data = b""
+    closed = False
+    deadline = time.time() + timeout
+    finals, interim = [], []
+    while time.time() < deadline:
+        resps, _ = parse_responses(data, head_request)
+        finals = [r for r in resps if r.status >= 200]
+        interim = [r for r in resps if r.status < 200]
+        if len(finals) >= n:
+            break
+        s.settimeout(max(0.01, deadline - time.time()))
+        try:
+            chunk = s.recv(65536)
+        except socket.timeout:
+            break
+        except ConnectionResetError:
+            closed = True
+            break
+        if not chunk:
+            closed = True
+            break
+        data += chunk
+    resps, _ = parse_responses(data, head_request)
+    finals = [r for r in resps if r.status >= 200]
+    interim = [r for r in resps if r.status < 200]
+    if len(finals) >= n and not closed:
+        # Was the connection closed right after? Peek briefly.
+        s.settimeout(0.3)
+        try:
+            more = s.recv(65536)
+            closed = more == b""
+        except socket.timeout:
+            pass
+        except ConnectionResetError:
+            closed = True
+    if close:
+        s.close()
+    return finals, interim, closed
+
+
+def get(port, path, headers=None, method="GET", body=b"", version="HTTP/1.1"):
+    h = "%s %s %s\r\nHost: client.example\r\n" % (method, path, version)
+    for k, v in (headers or {}).items():
+        h += "%s: %s\r\n" % (k, v)
+    if body or method in ("POST", "PUT", "PATCH"):
+        h += "Content-Length: %d\r\n" % len(body)
+    payload = h.encode() + b"\r\n" + body
+    finals, _, _ = exchange(port, payload, head_request=(method == "HEAD"))
+    return finals[0] if finals else None
+
+
+def upstream_head(raw):
+    """Splits what the stub received into (request line, [(name, value)], body)."""
+    head, _, body = raw.partition(b"\r\n\r\n")
+    lines = head.decode("latin-1").split("\r\n")
+    fields = []
+    for line in lines[1:]:
+        n, _, v = line.partition(":")
+        fields.append((n, v.strip()))
+    return lines[0], fields, body
+
+
+class GatewayTestCase(unittest.TestCase):
+    """Starts a stub and a gateway per test class; overrides come from GATEWAY_CONFIG."""
+
+    GATEWAY_CONFIG = {}
+
+    @classmethod
+    def setUpClass(cls):
+        cls.tmpdir = tempfile.TemporaryDirectory(prefix="lg-it-")
+        cls.tmp = cls.tmpdir.name
+        cls.stub = Stub(cls.tmp)
+        cls.gw = Gateway(cls.tmp, cls.stub.port, json.loads(json.dumps(cls.GATEWAY_CONFIG)))
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.gw.stop()
+        finally:
+            cls.stub.stop()
+            cls.tmpdir.cleanup()

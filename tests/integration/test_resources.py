@@ -1,0 +1,317 @@
+"""SECURITY-CASES category D (resource exhaustion) and process lifecycle: absolute head
+deadline, idle and body timeouts, head and field limits, connection caps, accept back-off on
+EMFILE, backpressure, workers, graceful shutdown (SIGTERM) and log reopening (SIGHUP)."""
+
+import os
+import resource
+import select
+import signal
+import socket
+import tempfile
+import threading
+import time
+import unittest
+
+from lgtest import Gateway, GatewayTestCase, Stub, exchange, get, read_responses
+
+CITIZEN = "/api/v1/citizens/079123456789"
+REQ = b"GET " + CITIZEN.encode() + b" HTTP/1.1\r\nHost: a\r\n\r\n"
+
+
+def cpu_seconds(pid):
+    with open("/proc/%d/stat" % pid) as f:
+        fields = f.read().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def rss_kib(pid):
+    with open("/proc/%d/status" % pid) as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1])
+    return 0
+
+
+class Timeouts(GatewayTestCase):
+    GATEWAY_CONFIG = {"limits": {"head_timeout_ms": 1000, "idle_timeout_ms": 600,
+                                 "body_timeout_ms": 1000, "body_bytes": 200000}}
+
+    def test_d1_slowloris_gets_408_at_the_absolute_deadline(self):
+        before = self.stub.count()
+        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
+        t = time.time()
+        payload = b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: " + b"a" * 100
+        sent = 0
+        try:
+            for b in payload:
+                s.send(bytes([b]))
+                sent += 1
+                if select.select([s], [], [], 0.1)[0]:
+                    break  # the gateway answered
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        took = time.time() - t
+        finals, _, closed = read_responses(s, 1, timeout=3)
+        self.assertEqual(finals[0].status, 408)
+        self.assertTrue(closed)
+        self.assertLess(took, 2.5)
+        self.assertLess(sent, len(payload))
+        self.assertEqual(self.stub.count(), before)
+
+    def test_d2_idle_connection_is_closed(self):
+        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
+        t = time.time()
+        self.assertEqual(s.recv(100), b"")
+        self.assertLess(time.time() - t, 2.0)
+        s.close()
+
+    def test_d2_idle_after_keepalive_response_is_closed(self):
+        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
+        finals, _, _ = exchange(self.gw.port, REQ, sock=s)
+        self.assertEqual(finals[0].status, 200)
+        s.settimeout(3)
+        self.assertEqual(s.recv(100), b"")
+        s.close()
+
+    def test_d3_slow_post_gets_408(self):
+        before = self.stub.count()
+        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
+        s.sendall(b"POST /api/v1/citizens/verify HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n")
+        t = time.time()
+        try:
+            for _ in range(30):
+                s.send(b"x")
+                time.sleep(0.1)
+        except (BrokenPipeError, ConnectionResetError):
+            pass
+        finals, _, closed = read_responses(s, 1, timeout=3)
+        self.assertEqual(finals[0].status, 408)
+        self.assertLess(time.time() - t, 3.5)
+        self.assertEqual(self.stub.count(), before)
+
+
+class HeadLimits(GatewayTestCase):
+    GATEWAY_CONFIG = {"limits": {"head_bytes": 8192, "header_count": 100}}
+
+    def head_of_size(self, size):
+        start = b"GET " + CITIZEN.encode() + b" HTTP/1.1\r\nHost: a\r\nX-Fill: "
+        fill = size - len(start) - 4
+        return start + b"v" * fill + b"\r\n\r\n"
+
+    def test_d5_head_at_limit_accepted_and_one_more_byte_431(self):
+        ok = self.head_of_size(8192)
+        self.assertEqual(len(ok), 8192)
+        finals, _, _ = exchange(self.gw.port, ok)
+        self.assertEqual(finals[0].status, 200)
+        before = self.stub.count()
+        finals, _, closed = exchange(self.gw.port, self.head_of_size(8193))
+        self.assertEqual(finals[0].status, 431)
+        self.assertTrue(closed)
+        self.assertEqual(self.stub.count(), before)
+
+    def test_d6_too_many_fields_431(self):
+        fields = b"".join(b"X%d: v\r\n" % i for i in range(101))
+        finals, _, closed = exchange(self.gw.port, b"GET / HTTP/1.1\r\nHost: a\r\n" + fields + b"\r\n")
+        self.assertEqual(finals[0].status, 431)
+        self.assertTrue(closed)
+
+    def test_d7_64k_value_431_early(self):
+        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"v" * 10000)
+        finals, _, closed = read_responses(s, 1, timeout=3)
+        self.assertEqual(finals[0].status, 431)
+        self.assertTrue(closed)
+
+    def test_leading_empty_lines_tolerated(self):
+        finals, _, _ = exchange(self.gw.port, b"\r\n" + REQ)
+        self.assertEqual(finals[0].status, 200)
+
+    def test_http10_without_keepalive_closes(self):
+        finals, _, closed = exchange(self.gw.port, b"GET " + CITIZEN.encode() + b" HTTP/1.0\r\n\r\n")
+        self.assertEqual(finals[0].status, 200)
+        self.assertEqual(finals[0].header("connection"), "close")
+        self.assertTrue(closed)
+
+    def test_connection_close_stops_reading(self):
+        before = self.stub.count()
+        payload = (b"GET " + CITIZEN.encode() + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" + REQ)
+        finals, _, closed = exchange(self.gw.port, payload, n=2)
+        self.assertEqual([r.status for r in finals], [200])
+        self.assertTrue(closed)
+        self.assertEqual(self.stub.count() - before, 1)
+
+
+class Caps(unittest.TestCase):
+    def setUp(self):
+        self.tmpdir = tempfile.TemporaryDirectory(prefix="lg-it-")
+        self.stub = Stub(self.tmpdir.name)
+
+    def tearDown(self):
+        self.stub.stop()
+        self.tmpdir.cleanup()
+
+    def test_d8_connections_beyond_the_cap_are_closed_and_others_served(self):
+        gw = Gateway(self.tmpdir.name, self.stub.port, {"limits": {"max_connections": 5}})
+        try:
+            held = [socket.create_connection(("127.0.0.1", gw.port), timeout=3) for _ in range(5)]
+            time.sleep(0.2)
+            extra = socket.create_connection(("127.0.0.1", gw.port), timeout=3)
+            extra.settimeout(2)
+            try:
+                self.assertEqual(extra.recv(10), b"")
+            except ConnectionResetError:
+                pass
+            extra.close()
+            finals, _, _ = exchange(gw.port, REQ, sock=held[0])
+            self.assertEqual(finals[0].status, 200)
+            for s in held:
+                s.close()
+            time.sleep(0.2)
+            self.assertEqual(get(gw.port, CITIZEN).status, 200)
+        finally:
+            gw.stop()
+
+    def test_per_client_cap(self):
+        gw = Gateway(self.tmpdir.name, self.stub.port, {"limits": {"max_connections_per_client": 3}})
+        try:
+            held = [socket.create_connection(("127.0.0.1", gw.port), timeout=3) for _ in range(3)]
+            time.sleep(0.2)
+            extra = socket.create_connection(("127.0.0.1", gw.port), timeout=3)
+            extra.settimeout(2)
+            try:
+                self.assertEqual(extra.recv(10), b"")
+            except ConnectionResetError:
+                pass
+            for s in held:
+                s.close()
+            time.sleep(0.2)
+            self.assertEqual(get(gw.port, CITIZEN).status, 200)
+        finally:
+            gw.stop()
+
+    def test_requests_per_connection(self):
+        gw = Gateway(self.tmpdir.name, self.stub.port, {"limits": {"requests_per_connection": 2}})
+        try:
+            finals, _, closed = exchange(gw.port, REQ * 3, n=3)
+            self.assertEqual([r.status for r in finals], [200, 200])
+            self.assertEqual(finals[1].header("connection"), "close")
+            self.assertTrue(closed)
+        finally:
+            gw.stop()
+
+    def test_d10_emfile_backs_off_without_spinning_and_recovers(self):
+        def limit():
+            resource.setrlimit(resource.RLIMIT_NOFILE, (64, 64))
+
+        gw = Gateway(self.tmpdir.name, self.stub.port, preexec_fn=limit)
+        try:
+            socks = []
+            for _ in range(100):
+                s = socket.socket()
+                s.setblocking(False)
+                try:
+                    s.connect(("127.0.0.1", gw.port))
+                except BlockingIOError:
+                    pass
+                socks.append(s)
+            time.sleep(0.5)
+            c0 = cpu_seconds(gw.proc.pid)
+            time.sleep(2.0)
+            used = cpu_seconds(gw.proc.pid) - c0
+            self.assertLess(used, 0.6, "accept loop is spinning")
+            for s in socks:
+                s.close()
+            time.sleep(1.5)
+            self.assertEqual(get(gw.port, CITIZEN).status, 200)
+            self.assertIn(b"pausing accepts", gw.log_text())
+        finally:
+            gw.stop()
+
+
+class Backpressure(GatewayTestCase):
+    def test_client_that_never_reads_does_not_grow_memory(self):
+        rss0 = rss_kib(self.gw.proc.pid)
+        s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=3)
+        s.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 4096)
+        s.setblocking(False)
+        sent = 0
+        t = time.time()
+        while time.time() - t < 3:
+            try:
+                sent += s.send(REQ * 64)
+            except BlockingIOError:
+                time.sleep(0.05)
+        grown = rss_kib(self.gw.proc.pid) - rss0
+        s.close()
+        self.assertLess(sent, 16 * 1024 * 1024, "the gateway kept reading from a client that never reads")
+        self.assertLess(grown, 32 * 1024, "RSS grew by %d KiB" % grown)
+        self.assertEqual(get(self.gw.port, CITIZEN).status, 200)
+
+
+class Lifecycle(unittest.TestCase):
+    def setUp(self):
+        self.tmpdir = tempfile.TemporaryDirectory(prefix="lg-it-")
+        self.stub = Stub(self.tmpdir.name)
+
+    def tearDown(self):
+        self.stub.stop()
+        self.tmpdir.cleanup()
+
+    def test_i1_sigterm_finishes_in_flight_then_exits_0(self):
+        gw = Gateway(self.tmpdir.name, self.stub.port, {"workers": 2})
+        try:
+            idle = socket.create_connection(("127.0.0.1", gw.port), timeout=3)
+            results = {}
+
+            def slow():
+                results["r"] = get(gw.port, CITIZEN, {"X-Stub-Delay-Ms": "800"})
+
+            t = threading.Thread(target=slow)
+            t.start()
+            time.sleep(0.3)
+            gw.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.2)
+            idle.settimeout(2)
+            self.assertEqual(idle.recv(10), b"")  # idle keep-alive connection closed at once
+            with self.assertRaises(OSError):
+                socket.create_connection(("127.0.0.1", gw.port), timeout=1).recv(1)
+            t.join(5)
+            self.assertEqual(results["r"].status, 200)
+            self.assertEqual(results["r"].header("connection"), "close")
+            gw.proc.wait(5)
+            self.assertEqual(gw.proc.returncode, 0)
+        finally:
+            gw.stop()
+
+    def test_sighup_reopens_the_log(self):
+        path = os.path.join(self.tmpdir.name, "gw.log")
+        gw = Gateway(self.tmpdir.name, self.stub.port, {"log": {"file": path, "level": "info"}})
+        try:
+            os.rename(path, path + ".1")
+            gw.proc.send_signal(signal.SIGHUP)
+            deadline = time.time() + 3
+            while not os.path.exists(path) and time.time() < deadline:
+                time.sleep(0.05)
+            self.assertTrue(os.path.exists(path))
+            self.assertEqual(get(gw.port, CITIZEN, {"X-Stub-Mode": "dup-cl"}).status, 502)
+            time.sleep(0.2)
+            with open(path) as f:
+                self.assertIn("upstream", f.read())
+        finally:
+            gw.stop()
+
+    def test_workers_share_the_port(self):
+        gw = Gateway(self.tmpdir.name, self.stub.port, {"workers": 2})
+        try:
+            seen = set()
+            for _ in range(40):
+                r = get(gw.port, CITIZEN)
+                self.assertEqual(r.status, 200)
+                seen.add(r.header("x-request-id").split("-")[1])
+            self.assertEqual(seen, {"0", "1"})
+        finally:
+            gw.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()

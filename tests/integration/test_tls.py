@@ -1,0 +1,164 @@
+"""TLS on client listeners (versions, suites, required client certificates) and towards the
+upstream (certificate and hostname verification), with certificates made by the openssl CLI.
+The upstream-TLS tests chain two gateways: B → (TLS) → A → stub."""
+
+import os
+import socket
+import ssl
+import subprocess
+import tempfile
+import unittest
+
+from lgtest import Gateway, Stub, get, parse_responses
+
+CITIZEN = b"/api/v1/citizens/079123456789"
+
+
+def sh(*args, cwd):
+    subprocess.run(args, cwd=cwd, check=True, capture_output=True)
+
+
+def make_ca(d, name):
+    sh("openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+       "-nodes", "-keyout", name + ".key", "-out", name + ".crt", "-days", "2",
+       "-subj", "/CN=" + name, cwd=d)
+
+
+def make_cert(d, ca, name, cn, ext):
+    with open(os.path.join(d, name + ".ext"), "w") as f:
+        f.write(ext)
+    sh("openssl", "req", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256", "-nodes",
+       "-keyout", name + ".key", "-out", name + ".csr", "-subj", "/CN=" + cn, cwd=d)
+    sh("openssl", "x509", "-req", "-in", name + ".csr", "-CA", ca + ".crt", "-CAkey", ca + ".key",
+       "-CAcreateserial", "-out", name + ".crt", "-days", "2", "-extfile", name + ".ext", cwd=d)
+
+
+class Tls(unittest.TestCase):
+    @classmethod
+    def setUpClass(cls):
+        cls.tmpdir = tempfile.TemporaryDirectory(prefix="lg-tls-")
+        d = cls.d = cls.tmpdir.name
+        make_ca(d, "ca")
+        make_ca(d, "otherca")
+        make_cert(d, "ca", "server", "localhost",
+                  "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+        make_cert(d, "ca", "client", "tiepnhan", "extendedKeyUsage=clientAuth\n")
+        make_cert(d, "otherca", "rogue", "rogue", "extendedKeyUsage=clientAuth\n")
+        make_cert(d, "ca", "serveronly", "serveronly", "extendedKeyUsage=serverAuth\n")
+        cls.stub = Stub(d)
+        p = lambda n: os.path.join(d, n)
+        cls.gw = Gateway(d, cls.stub.port, tls={"cert": p("server.crt"), "key": p("server.key")})
+        cls.mtls = Gateway(d, cls.stub.port, tls={"cert": p("server.crt"), "key": p("server.key"),
+                                                  "client_ca": p("ca.crt"),
+                                                  "require_client_cert": True})
+
+    @classmethod
+    def tearDownClass(cls):
+        try:
+            cls.gw.stop()
+            cls.mtls.stop()
+        finally:
+            cls.stub.stop()
+            cls.tmpdir.cleanup()
+
+    def ctx(self, **kw):
+        c = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+        c.load_verify_locations(os.path.join(self.d, "ca.crt"))
+        c.check_hostname = True
+        for k, v in kw.items():
+            setattr(c, k, v)
+        return c
+
+    def request(self, port, ctx, hostname="localhost"):
+        with socket.create_connection(("127.0.0.1", port), timeout=3) as raw:
+            with ctx.wrap_socket(raw, server_hostname=hostname) as s:
+                version = s.version()
+                s.sendall(b"GET " + CITIZEN + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                data = b""
+                while True:
+                    chunk = s.recv(65536)
+                    if not chunk:
+                        break
+                    data += chunk
+                resps, _ = parse_responses(data)
+                return resps[0], version
+
+    def test_h3_tls13_and_tls12_ecdhe_aead_succeed(self):
+        r, v = self.request(self.gw.port, self.ctx())
+        self.assertEqual((r.status, v), (200, "TLSv1.3"))
+        c = self.ctx(maximum_version=ssl.TLSVersion.TLSv1_2)
+        c.set_ciphers("ECDHE-ECDSA-AES128-GCM-SHA256")
+        r, v = self.request(self.gw.port, c)
+        self.assertEqual((r.status, v), (200, "TLSv1.2"))
+
+    def test_h1_old_versions_refused(self):
+        c = self.ctx(minimum_version=ssl.TLSVersion.TLSv1, maximum_version=ssl.TLSVersion.TLSv1_1)
+        c.set_ciphers("DEFAULT:@SECLEVEL=0")
+        with self.assertRaises((ssl.SSLError, ConnectionResetError)):
+            self.request(self.gw.port, c)
+
+    def test_h2_cbc_only_refused(self):
+        c = self.ctx(maximum_version=ssl.TLSVersion.TLSv1_2)
+        c.set_ciphers("ECDHE-ECDSA-AES128-SHA:ECDHE-ECDSA-AES256-SHA")
+        with self.assertRaises((ssl.SSLError, ConnectionResetError)):
+            self.request(self.gw.port, c)
+
+    def test_h5_h6_client_certificates(self):
+        before = self.stub.count()
+        with self.assertRaises((ssl.SSLError, ConnectionResetError, IndexError)):
+            self.request(self.mtls.port, self.ctx())
+        rogue = self.ctx()
+        rogue.load_cert_chain(os.path.join(self.d, "rogue.crt"), os.path.join(self.d, "rogue.key"))
+        with self.assertRaises((ssl.SSLError, ConnectionResetError, IndexError)):
+            self.request(self.mtls.port, rogue)
+        wrong_eku = self.ctx()
+        wrong_eku.load_cert_chain(os.path.join(self.d, "serveronly.crt"), os.path.join(self.d, "serveronly.key"))
+        with self.assertRaises((ssl.SSLError, ConnectionResetError, IndexError)):
+            self.request(self.mtls.port, wrong_eku)
+        self.assertEqual(self.stub.count(), before)
+        good = self.ctx()
+        good.load_cert_chain(os.path.join(self.d, "client.crt"), os.path.join(self.d, "client.key"))
+        r, _ = self.request(self.mtls.port, good)
+        self.assertEqual(r.status, 200)
+
+    def test_h13_plain_http_on_tls_port_closes_cleanly(self):
+        with socket.create_connection(("127.0.0.1", self.gw.port), timeout=3) as s:
+            s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            try:
+                data = s.recv(100)
+            except ConnectionResetError:
+                data = b""
+            self.assertFalse(data.startswith(b"HTTP/1.1 200"))
+        r, _ = self.request(self.gw.port, self.ctx())
+        self.assertEqual(r.status, 200)
+
+    def upstream_tls_gateway(self, upstream):
+        cfg = {"upstream": dict({"url": "https://localhost:%d" % self.gw.port}, **upstream)}
+        return Gateway(self.d, self.gw.port, cfg)
+
+    def test_upstream_tls_verified(self):
+        b = self.upstream_tls_gateway({"ca_file": os.path.join(self.d, "ca.crt")})
+        try:
+            self.assertEqual(get(b.port, CITIZEN.decode()).status, 200)
+        finally:
+            b.stop()
+
+    def test_h10_upstream_wrong_hostname_is_502(self):
+        b = self.upstream_tls_gateway({"ca_file": os.path.join(self.d, "ca.crt"),
+                                       "server_name": "national.example"})
+        try:
+            r = get(b.port, CITIZEN.decode())
+            self.assertEqual(r.status, 502)
+        finally:
+            b.stop()
+
+    def test_h11_upstream_untrusted_ca_is_502(self):
+        b = self.upstream_tls_gateway({"ca_file": os.path.join(self.d, "otherca.crt")})
+        try:
+            self.assertEqual(get(b.port, CITIZEN.decode()).status, 502)
+        finally:
+            b.stop()
+
+
+if __name__ == "__main__":
+    unittest.main()
