@@ -184,6 +184,18 @@ class FramingAccepted(GatewayTestCase):
         self.assertTrue(closed)
         self.assertEqual(self.stub.count(), before)
 
+    def test_a31_long_chunk_extensions_refused_quickly(self):
+        import time
+        before = self.stub.count()
+        body = b"1" + b";eeee" * 30000 + b"\r\nA\r\n0\r\n\r\n"  # ~150 KiB of extensions
+        t = time.time()
+        finals, _, closed = exchange(self.gw.port, req(b"POST /x HTTP/1.1", H, b"Transfer-Encoding: chunked", body=body))
+        self.assertEqual(finals[0].status, 400)
+        self.assertIn("extension", finals[0].json()["detail"])
+        self.assertTrue(closed)
+        self.assertLess(time.time() - t, 2.0)
+        self.assertEqual(self.stub.count(), before)
+
     def test_a37_trailers_are_dropped(self):
         body = b"3\r\nabc\r\n0\r\nContent-Length: 7\r\nTransfer-Encoding: chunked\r\nHost: evil\r\nAuthorization: Bearer x\r\nX-Account-Id: 1\r\n\r\n"
         finals, _, _, got = self.both(req(b"POST /api/v1/citizens/verify HTTP/1.1", H, b"Transfer-Encoding: chunked", body=body))

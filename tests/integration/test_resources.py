@@ -315,3 +315,66 @@ class Lifecycle(unittest.TestCase):
 
 if __name__ == "__main__":
     unittest.main()
+
+
+class Spike(unittest.TestCase):
+    """D13, bounded: far more concurrent load than the upstream pool can take for a few seconds.
+    Excess is shed with 503 quickly, admitted requests keep a bounded latency, and service is
+    fully back afterwards."""
+
+    def test_d13_spike_is_shed_and_recovers(self):
+        tmp = tempfile.TemporaryDirectory(prefix="lg-it-")
+        stub = Stub(tmp.name)
+        gw = Gateway(tmp.name, stub.port, {"upstream": {"pool_size": 4, "queue_size": 8,
+                                                         "queue_timeout_ms": 200}})
+        try:
+            stats = {"200": [], "503": [], "other": 0}
+            lock = threading.Lock()
+            stop = time.time() + 3.0
+
+            def client():
+                s = None
+                while time.time() < stop:
+                    try:
+                        s = s or socket.create_connection(("127.0.0.1", gw.port), timeout=3)
+                        t = time.time()
+                        finals, _, closed = exchange(gw.port, b"GET " + CITIZEN.encode() +
+                                                     b" HTTP/1.1\r\nHost: a\r\nX-Stub-Delay-Ms: 20\r\n\r\n",
+                                                     sock=s)
+                        took = time.time() - t
+                        with lock:
+                            if finals and finals[0].status == 200:
+                                stats["200"].append(took)
+                            elif finals and finals[0].status == 503:
+                                stats["503"].append(took)
+                            else:
+                                stats["other"] += 1
+                        if closed or not finals:
+                            s.close()
+                            s = None
+                    except OSError:
+                        with lock:
+                            stats["other"] += 1
+                        s = None
+                if s:
+                    s.close()
+
+            threads = [threading.Thread(target=client) for _ in range(40)]
+            for t in threads:
+                t.start()
+            for t in threads:
+                t.join(10)
+            self.assertGreater(len(stats["200"]), 50)
+            self.assertGreater(len(stats["503"]), 10, "excess load was not shed")
+            self.assertEqual(stats["other"], 0)
+            admitted = sorted(stats["200"])
+            p99 = admitted[int(len(admitted) * 0.99) - 1]
+            self.assertLess(p99, 1.0, "admitted latency unbounded: p99 %.3f s" % p99)
+            self.assertLess(max(stats["503"]), 1.0)
+            time.sleep(0.3)
+            for _ in range(5):
+                self.assertEqual(get(gw.port, CITIZEN).status, 200)
+        finally:
+            gw.stop()
+            stub.stop()
+            tmp.cleanup()
