@@ -89,6 +89,17 @@ int ascii_prefix_nocase(const char *a, size_t alen, const char *prefix)
     return 1;
 }
 
+int hex_digit_value(unsigned char c)
+{
+    if (c >= '0' && c <= '9')
+        return c - '0';
+    if (c >= 'a' && c <= 'f')
+        return c - 'a' + 10;
+    if (c >= 'A' && c <= 'F')
+        return c - 'A' + 10;
+    return -1;
+}
+
 void random_bytes(void *buf, size_t n)
 {
     unsigned char *p = buf;

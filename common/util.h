@@ -23,6 +23,9 @@ int ascii_eq_nocase(const char *a, size_t alen, const char *b);
 /* 1 if a[0..alen) starts with the NUL-terminated prefix ignoring ASCII case. */
 int ascii_prefix_nocase(const char *a, size_t alen, const char *prefix);
 
+/* The value of an ASCII hex digit, or -1. */
+int hex_digit_value(unsigned char c);
+
 /* Fills buf with n random bytes from the kernel; aborts if it cannot. */
 void random_bytes(void *buf, size_t n);
 

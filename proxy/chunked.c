@@ -3,6 +3,8 @@
 
 #include <event2/buffer.h>
 
+#include "common/util.h"
+
 enum {
     CH_SIZE,        /* reading hex digits */
     CH_EXT,         /* after ';' on the size line */
@@ -23,17 +25,6 @@ void chunked_init(struct chunked *c, size_t max_body, size_t max_ext, size_t max
                           .max_trailer = max_trailer};
 }
 
-static int hexdigit(unsigned char ch)
-{
-    if (ch >= '0' && ch <= '9')
-        return ch - '0';
-    if (ch >= 'a' && ch <= 'f')
-        return ch - 'a' + 10;
-    if (ch >= 'A' && ch <= 'F')
-        return ch - 'A' + 10;
-    return -1;
-}
-
 static int bad(const char **reason, const char *why, int status)
 {
     *reason = why;
@@ -48,7 +39,7 @@ int chunked_decode(struct chunked *c, const char *in, size_t len, size_t *used,
         unsigned char ch = (unsigned char)in[i];
         switch (c->state) {
         case CH_SIZE: {
-            int d = hexdigit(ch);
+            int d = hex_digit_value(ch);
             if (d >= 0) {
                 if (++c->digits > 16)
                     return bad(reason, "chunk size has too many digits", 400);

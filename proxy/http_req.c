@@ -91,17 +91,6 @@ static int fail(const char **reason, const char *why, int status)
     return status;
 }
 
-static int hexval(char c)
-{
-    if (c >= '0' && c <= '9')
-        return c - '0';
-    if (c >= 'a' && c <= 'f')
-        return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F')
-        return c - 'A' + 10;
-    return -1;
-}
-
 static int is_unreserved(unsigned char c)
 {
     return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
@@ -137,7 +126,7 @@ int http_target_check(const char *t, size_t len, size_t *path_len, const char **
         if (c == '%') {
             if (i + 2 >= q)
                 return fail(reason, "bad percent-encoding in path", 400);
-            int hi = hexval(t[i + 1]), lo = hexval(t[i + 2]);
+            int hi = hex_digit_value((unsigned char)t[i + 1]), lo = hex_digit_value((unsigned char)t[i + 2]);
             if (hi < 0 || lo < 0)
                 return fail(reason, "bad percent-encoding in path", 400);
             unsigned char d = (unsigned char)(hi * 16 + lo);
@@ -153,7 +142,7 @@ int http_target_check(const char *t, size_t len, size_t *path_len, const char **
     for (size_t i = q + 1; i < len; i++) {
         unsigned char c = (unsigned char)t[i];
         if (c == '%') {
-            if (i + 2 >= len || hexval(t[i + 1]) < 0 || hexval(t[i + 2]) < 0)
+            if (i + 2 >= len || hex_digit_value((unsigned char)t[i + 1]) < 0 || hex_digit_value((unsigned char)t[i + 2]) < 0)
                 return fail(reason, "bad percent-encoding in query", 400);
             i += 2;
         } else if (!path_char_ok(c) && c != '?' && c != ';') {
