@@ -180,13 +180,19 @@ def parse_responses(data, head_request=False):
 
 
 def exchange(port, payload, n=1, split=False, timeout=3.0, delay=0.001, head_request=False,
-             sock=None):
-    """Sends payload (whole, or one byte at a time when split) and reads until n final responses
-    arrived, the peer closed, or timeout. Returns (final responses, interim responses, closed)."""
+             sock=None, cuts=None):
+    """Sends payload (whole, one byte at a time when split, or in pieces cut at the offsets in
+    cuts) and reads until n final responses arrived, the peer closed, or timeout.
+    Returns (final responses, interim responses, closed)."""
     s = sock or socket.create_connection(("127.0.0.1", port), timeout=timeout)
     s.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
     try:
-        if split:
+        if cuts:
+            bounds = [0] + sorted(cuts) + [len(payload)]
+            for a, b in zip(bounds, bounds[1:]):
+                s.sendall(payload[a:b])
+                time.sleep(0.01)
+        elif split:
             for i in range(len(payload)):
                 s.sendall(payload[i:i + 1])
                 time.sleep(delay)

@@ -2,6 +2,7 @@
 against the real gateway and stub. Every vector runs whole and byte by byte; the stub's log
 shows whether anything reached the upstream, and what exactly."""
 
+import random
 import unittest
 
 from lgtest import GatewayTestCase, exchange, upstream_head
@@ -114,9 +115,9 @@ REFUSED = [
 class FramingRefusals(GatewayTestCase):
     GATEWAY_CONFIG = {"limits": {"body_bytes": 65536}}
 
-    def check_refused(self, case, payload, expect, split):
+    def check_refused(self, case, payload, expect, split, cuts=None):
         before = self.stub.count()
-        finals, _, closed = exchange(self.gw.port, payload, split=split, timeout=5)
+        finals, _, closed = exchange(self.gw.port, payload, split=split, timeout=5, cuts=cuts)
         expect = expect if isinstance(expect, tuple) else (expect,)
         self.assertEqual(len(finals), 1, "%s: expected one response" % case)
         r = finals[0]
@@ -134,6 +135,14 @@ class FramingRefusals(GatewayTestCase):
         for case, payload, expect in REFUSED:
             with self.subTest(case=case):
                 self.check_refused(case, payload, expect, split=False)
+
+    def test_refused_random_splits(self):
+        rng = random.Random(2026)
+        for case, payload, expect in REFUSED:
+            for _ in range(2):
+                cuts = rng.sample(range(1, len(payload)), min(3, len(payload) - 1))
+                with self.subTest(case=case, cuts=cuts):
+                    self.check_refused(case, payload, expect, split=False, cuts=cuts)
 
     def test_refused_byte_by_byte(self):
         for case, payload, expect in REFUSED:

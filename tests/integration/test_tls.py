@@ -47,7 +47,8 @@ class Tls(unittest.TestCase):
         make_cert(d, "ca", "serveronly", "serveronly", "extendedKeyUsage=serverAuth\n")
         cls.stub = Stub(d)
         p = lambda n: os.path.join(d, n)
-        cls.gw = Gateway(d, cls.stub.port, tls={"cert": p("server.crt"), "key": p("server.key")})
+        cls.gw = Gateway(d, cls.stub.port, {"limits": {"idle_timeout_ms": 1000}},
+                         tls={"cert": p("server.crt"), "key": p("server.key")})
         cls.mtls = Gateway(d, cls.stub.port, tls={"cert": p("server.crt"), "key": p("server.key"),
                                                   "client_ca": p("ca.crt"),
                                                   "require_client_cert": True})
@@ -131,6 +132,32 @@ class Tls(unittest.TestCase):
             self.assertFalse(data.startswith(b"HTTP/1.1 200"))
         r, _ = self.request(self.gw.port, self.ctx())
         self.assertEqual(r.status, 200)
+
+    def test_d2_h15_silent_or_trickling_handshake_is_closed(self):
+        import time
+        with socket.create_connection(("127.0.0.1", self.gw.port), timeout=5) as s:
+            t = time.time()
+            self.assertEqual(s.recv(10), b"")  # nothing sent: closed at the idle timeout
+            self.assertLess(time.time() - t, 3)
+        hello = bytes.fromhex("16030100f4010000f00303") + b"\x00" * 40
+        with socket.create_connection(("127.0.0.1", self.gw.port), timeout=5) as s:
+            t = time.time()
+            closed = False
+            for b in hello:
+                try:
+                    s.send(bytes([b]))
+                except (BrokenPipeError, ConnectionResetError):
+                    closed = True
+                    break
+                time.sleep(0.1)
+            took = time.time() - t
+            if not closed:
+                try:
+                    closed = s.recv(10) == b""
+                except ConnectionResetError:
+                    closed = True
+            self.assertTrue(closed)
+            self.assertLess(took, 3)
 
     def upstream_tls_gateway(self, upstream):
         cfg = {"upstream": dict({"url": "https://localhost:%d" % self.gw.port}, **upstream)}
