@@ -285,3 +285,15 @@ class GatewayTestCase(unittest.TestCase):
         finally:
             cls.stub.stop()
             cls.tmpdir.cleanup()
+
+
+class StubTestCase(unittest.TestCase):
+    """A temporary directory and a stub per test; the test starts its own gateways."""
+
+    def setUp(self):
+        self.tmpdir = tempfile.TemporaryDirectory(prefix="lg-it-")
+        self.stub = Stub(self.tmpdir.name)
+
+    def tearDown(self):
+        self.stub.stop()
+        self.tmpdir.cleanup()

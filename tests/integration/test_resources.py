@@ -12,7 +12,7 @@ import threading
 import time
 import unittest
 
-from lgtest import Gateway, GatewayTestCase, Stub, exchange, get, read_responses
+from lgtest import Gateway, GatewayTestCase, Stub, StubTestCase, exchange, get, read_responses
 
 CITIZEN = "/api/v1/citizens/079123456789"
 REQ = b"GET " + CITIZEN.encode() + b" HTTP/1.1\r\nHost: a\r\n\r\n"
@@ -141,15 +141,7 @@ class HeadLimits(GatewayTestCase):
         self.assertEqual(self.stub.count() - before, 1)
 
 
-class Caps(unittest.TestCase):
-    def setUp(self):
-        self.tmpdir = tempfile.TemporaryDirectory(prefix="lg-it-")
-        self.stub = Stub(self.tmpdir.name)
-
-    def tearDown(self):
-        self.stub.stop()
-        self.tmpdir.cleanup()
-
+class Caps(StubTestCase):
     def check_cap(self, limits, cap):
         """cap connections are held; the next is closed at once; the held ones are still
         served; after they close, new connections are served again."""
@@ -241,15 +233,7 @@ class Backpressure(GatewayTestCase):
         self.assertEqual(get(self.gw.port, CITIZEN).status, 200)
 
 
-class Lifecycle(unittest.TestCase):
-    def setUp(self):
-        self.tmpdir = tempfile.TemporaryDirectory(prefix="lg-it-")
-        self.stub = Stub(self.tmpdir.name)
-
-    def tearDown(self):
-        self.stub.stop()
-        self.tmpdir.cleanup()
-
+class Lifecycle(StubTestCase):
     def test_i1_sigterm_finishes_in_flight_then_exits_0(self):
         gw = Gateway(self.tmpdir.name, self.stub.port, {"workers": 2})
         try:
