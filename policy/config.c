@@ -3,7 +3,6 @@
 #include "policy/config.h"
 
 #include <jansson.h>
-#include <stdarg.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -12,71 +11,8 @@
 
 #include "common/log.h"
 #include "common/util.h"
-#include "policy/jsonpos.h"
 
-enum cfg_type {
-    CT_INT,  /* integer within [min, max] */
-    CT_BOOL, /* true / false */
-    CT_STR,  /* string, or null for "unset" when not required */
-};
-
-struct cfg_key {
-    const char *name;  /* JSON member name */
-    enum cfg_type type;
-    size_t off;        /* offset of the field in the target struct */
-    long long min;     /* CT_INT bounds */
-    long long max;
-    long long def;     /* CT_INT / CT_BOOL default */
-    int required;      /* 1: must be present */
-};
-
-struct cfg_ctx {
-    const char *file; /* for messages */
-    char *text;       /* raw file text, for positions */
-    size_t textlen;
-    char *err;        /* error buffer */
-    size_t errlen;
-    size_t errused;
-    int nerrors;
-};
-
-static void cfg_error(struct cfg_ctx *c, const char *path, const char *fmt, ...)
-    __attribute__((format(printf, 3, 4)));
-
-static void cfg_error(struct cfg_ctx *c, const char *path, const char *fmt, ...)
-{
-    int line = 0, col = 0;
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    c->nerrors++;
-    /* A missing key has no position of its own: point at the object that should hold it. */
-    char parent[1024];
-    snprintf(parent, sizeof parent, "%s", path);
-    while (jsonpos_find(c->text, c->textlen, parent, &line, &col) != 0) {
-        char *dot = strrchr(parent, '.');
-        char *br = strrchr(parent, '[');
-        char *cut = dot > br ? dot : br;
-        if (cut == NULL) {
-            line = 1;
-            col = 1;
-            break;
-        }
-        *cut = '\0';
-    }
-    if (c->errused + 1 >= c->errlen)
-        return;
-    int n = snprintf(c->err + c->errused, c->errlen - c->errused, "%s:%d:%d: key \"%s\": %s\n",
-                     c->file, line, col, path, msg);
-    if (n > 0)
-        c->errused += (size_t)n < c->errlen - c->errused ? (size_t)n : c->errlen - c->errused - 1;
-}
-
-#define K_INT(st, f, mn, mx, d) {#f, CT_INT, offsetof(st, f), mn, mx, d, 0}
-#define K_BOOL(st, f, d) {#f, CT_BOOL, offsetof(st, f), 0, 1, d, 0}
-#define K_STR(st, f, req) {#f, CT_STR, offsetof(st, f), 0, 0, 0, req}
+#include "policy/jsoncfg.h"
 
 static const struct cfg_key upstream_keys[] = {
     K_STR(struct cfg_upstream, url, 1),
@@ -93,7 +29,7 @@ static const struct cfg_key upstream_keys[] = {
     K_INT(struct cfg_upstream, response_timeout_ms, 1, 3600000, 10000),
     K_INT(struct cfg_upstream, idle_timeout_ms, 1, 3600000, 30000),
     K_INT(struct cfg_upstream, max_requests_per_connection, 1, 100000000, 1000),
-    {NULL, 0, 0, 0, 0, 0, 0},
+    K_END,
 };
 
 static const struct cfg_key limits_keys[] = {
@@ -114,7 +50,7 @@ static const struct cfg_key limits_keys[] = {
     K_INT(struct cfg_limits, max_connections_per_client, 1, 1000000, 512),
     K_INT(struct cfg_limits, requests_per_connection, 1, 100000000, 10000),
     K_INT(struct cfg_limits, shutdown_timeout_ms, 0, 600000, 10000),
-    {NULL, 0, 0, 0, 0, 0, 0},
+    K_END,
 };
 
 struct log_section {
@@ -125,12 +61,12 @@ struct log_section {
 static const struct cfg_key log_keys[] = {
     K_STR(struct log_section, level, 0),
     K_STR(struct log_section, file, 0),
-    {NULL, 0, 0, 0, 0, 0, 0},
+    K_END,
 };
 
 static const struct cfg_key listener_keys[] = {
     K_STR(struct cfg_listener, address, 1),
-    {NULL, 0, 0, 0, 0, 0, 0},
+    K_END,
 };
 
 static const struct cfg_key tls_server_keys[] = {
@@ -138,85 +74,8 @@ static const struct cfg_key tls_server_keys[] = {
     K_STR(struct cfg_tls_server, key, 1),
     K_STR(struct cfg_tls_server, client_ca, 0),
     K_BOOL(struct cfg_tls_server, require_client_cert, 0),
-    {NULL, 0, 0, 0, 0, 0, 0},
+    K_END,
 };
-
-static const char *type_name(json_t *v)
-{
-    switch (json_typeof(v)) {
-    case JSON_OBJECT: return "an object";
-    case JSON_ARRAY: return "an array";
-    case JSON_STRING: return "a string";
-    case JSON_INTEGER: return "an integer";
-    case JSON_REAL: return "a number";
-    case JSON_TRUE:
-    case JSON_FALSE: return "a boolean";
-    default: return "null";
-    }
-}
-
-static void join(char *out, size_t outlen, const char *prefix, const char *name)
-{
-    snprintf(out, outlen, "%s%s%s", prefix, prefix[0] ? "." : "", name);
-}
-
-/* Applies a key table to obj, storing values in base. Keys named in `extra` are left to the
- * caller (nested objects and arrays). Reports unknown keys, wrong types and bounds. */
-static void cfg_apply(struct cfg_ctx *c, json_t *obj, const char *prefix,
-                      const struct cfg_key *keys, void *base, const char *const *extra)
-{
-    char path[1024];
-    const char *name;
-    json_t *v;
-    json_object_foreach(obj, name, v) {
-        int known = 0;
-        for (const struct cfg_key *k = keys; k->name && !known; k++)
-            known = strcmp(k->name, name) == 0;
-        for (const char *const *e = extra; e && *e && !known; e++)
-            known = strcmp(*e, name) == 0;
-        if (!known) {
-            join(path, sizeof path, prefix, name);
-            cfg_error(c, path, "unknown key");
-        }
-    }
-    for (const struct cfg_key *k = keys; k->name; k++) {
-        char *field = (char *)base + k->off;
-        join(path, sizeof path, prefix, k->name);
-        v = json_object_get(obj, k->name);
-        if (v == NULL || (json_is_null(v) && k->type == CT_STR && !k->required)) {
-            if (k->required)
-                cfg_error(c, path, "is required");
-            else if (k->type == CT_INT || k->type == CT_BOOL)
-                *(int *)field = (int)k->def;
-            continue;
-        }
-        switch (k->type) {
-        case CT_INT:
-            if (!json_is_integer(v)) {
-                cfg_error(c, path, "expected an integer, got %s", type_name(v));
-            } else if (json_integer_value(v) < k->min || json_integer_value(v) > k->max) {
-                cfg_error(c, path, "%lld is out of range [%lld, %lld]",
-                          (long long)json_integer_value(v), k->min, k->max);
-            } else {
-                *(int *)field = (int)json_integer_value(v);
-            }
-            break;
-        case CT_BOOL:
-            if (!json_is_boolean(v))
-                cfg_error(c, path, "expected a boolean, got %s", type_name(v));
-            else
-                *(int *)field = json_is_true(v);
-            break;
-        case CT_STR:
-            if (!json_is_string(v) || json_string_length(v) == 0)
-                cfg_error(c, path, "expected a non-empty string, got %s",
-                          json_is_string(v) ? "an empty string" : type_name(v));
-            else
-                *(char **)field = xstrdup(json_string_value(v));
-            break;
-        }
-    }
-}
 
 int config_split_hostport(const char *s, char *host, size_t hostlen, int *port)
 {
@@ -310,7 +169,7 @@ static void load_listeners(struct cfg_ctx *c, json_t *arr, struct lg_config *cfg
         json_t *o = json_array_get(arr, i);
         snprintf(path, sizeof path, "listeners[%zu]", i);
         if (!json_is_object(o)) {
-            cfg_error(c, path, "expected an object, got %s", type_name(o));
+            cfg_error(c, path, "expected an object, got %s", cfg_type_name(o));
             continue;
         }
         cfg_apply(c, o, path, listener_keys, l, extra);
@@ -324,7 +183,7 @@ static void load_listeners(struct cfg_ctx *c, json_t *arr, struct lg_config *cfg
         if (tls != NULL && !json_is_null(tls)) {
             snprintf(path, sizeof path, "listeners[%zu].tls", i);
             if (!json_is_object(tls)) {
-                cfg_error(c, path, "expected an object, got %s", type_name(tls));
+                cfg_error(c, path, "expected an object, got %s", cfg_type_name(tls));
                 continue;
             }
             l->tls_enabled = 1;
@@ -339,7 +198,7 @@ static void load_root(struct cfg_ctx *c, json_t *root, struct lg_config *cfg)
 {
     static const struct cfg_key root_keys[] = {
         K_INT(struct lg_config, workers, 0, 256, 0),
-        {NULL, 0, 0, 0, 0, 0, 0},
+        K_END,
     };
     static const char *const root_extra[] = {"log", "listeners", "upstream", "limits", NULL};
     struct log_section ls = {0};
@@ -347,7 +206,7 @@ static void load_root(struct cfg_ctx *c, json_t *root, struct lg_config *cfg)
 
     json_t *v = json_object_get(root, "log");
     if (v && !json_is_object(v))
-        cfg_error(c, "log", "expected an object, got %s", type_name(v));
+        cfg_error(c, "log", "expected an object, got %s", cfg_type_name(v));
     else if (v)
         cfg_apply(c, v, "log", log_keys, &ls, NULL);
     cfg->log_level = LOG_LVL_INFO;
@@ -374,7 +233,7 @@ static void load_root(struct cfg_ctx *c, json_t *root, struct lg_config *cfg)
 
     v = json_object_get(root, "limits");
     if (v && !json_is_object(v))
-        cfg_error(c, "limits", "expected an object, got %s", type_name(v));
+        cfg_error(c, "limits", "expected an object, got %s", cfg_type_name(v));
     json_t *empty = json_object();
     cfg_apply(c, v && json_is_object(v) ? v : empty, "limits", limits_keys, &cfg->limits, NULL);
     json_decref(empty);
@@ -387,45 +246,12 @@ static void load_root(struct cfg_ctx *c, json_t *root, struct lg_config *cfg)
     }
 }
 
-static char *read_file(const char *path, size_t *len)
-{
-    FILE *f = fopen(path, "rb");
-    if (f == NULL)
-        return NULL;
-    size_t cap = 4096, n = 0;
-    char *buf = xmalloc(cap);
-    size_t r;
-    while ((r = fread(buf + n, 1, cap - n - 1, f)) > 0) {
-        n += r;
-        if (cap - n - 1 == 0) {
-            if (cap > (16u << 20)) {
-                free(buf);
-                fclose(f);
-                return NULL;
-            }
-            cap *= 2;
-            buf = xrealloc(buf, cap);
-        }
-    }
-    fclose(f);
-    buf[n] = '\0';
-    *len = n;
-    return buf;
-}
-
 struct lg_config *config_load(const char *path, char *errbuf, size_t errlen)
 {
     struct cfg_ctx c = {.file = path, .err = errbuf, .errlen = errlen};
     errbuf[0] = '\0';
-    c.text = read_file(path, &c.textlen);
-    if (c.text == NULL) {
-        snprintf(errbuf, errlen, "%s: cannot read the file\n", path);
-        return NULL;
-    }
-    json_error_t jerr;
-    json_t *root = json_loadb(c.text, c.textlen, JSON_REJECT_DUPLICATES, &jerr);
+    json_t *root = cfg_load_json(&c, path);
     if (root == NULL) {
-        snprintf(errbuf, errlen, "%s:%d:%d: %s\n", path, jerr.line, jerr.column, jerr.text);
         free(c.text);
         return NULL;
     }
