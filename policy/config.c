@@ -11,6 +11,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "policy/clock.h"
 
 #include "policy/jsoncfg.h"
 
@@ -194,13 +195,148 @@ static void load_listeners(struct cfg_ctx *c, json_t *arr, struct lg_config *cfg
     }
 }
 
+static const struct cfg_key store_keys[] = {
+    K_STR(struct cfg_store, backend, 0),
+    K_STR(struct cfg_store, address, 0),
+    K_STR(struct cfg_store, password_file, 0),
+    K_INT(struct cfg_store, db, 0, 15, 0),
+    K_STR(struct cfg_store, master_name, 0),
+    K_INT(struct cfg_store, connect_timeout_ms, 1, 60000, 250),
+    K_INT(struct cfg_store, command_timeout_ms, 1, 60000, 250),
+    K_INT(struct cfg_store, max_in_flight, 1, 1000000, 1024),
+    K_INT(struct cfg_store, reconnect_min_ms, 1, 60000, 50),
+    K_INT(struct cfg_store, reconnect_max_ms, 1, 600000, 2000),
+    K_STR(struct cfg_store, on_store_failure, 0),
+    K_INT(struct cfg_store, instances, 1, 1000, 1),
+    K_STR(struct cfg_store, clock, 0),
+    K_STR(struct cfg_store, key_prefix, 0),
+    K_END,
+};
+
+static int pick(const char *v, const char *const *names)
+{
+    for (int i = 0; names[i]; i++)
+        if (strcmp(v, names[i]) == 0)
+            return i;
+    return -1;
+}
+
+static void load_sentinels(struct cfg_ctx *c, json_t *arr, struct cfg_store *s)
+{
+    char path[64], host[256];
+    int port;
+    if (!json_is_array(arr) || json_array_size(arr) > 16) {
+        cfg_error(c, "store.sentinels", "expected an array of up to 16 \"host:port\" strings");
+        return;
+    }
+    s->nsentinels = json_array_size(arr);
+    s->sentinels = xcalloc(s->nsentinels + 1, sizeof *s->sentinels);
+    for (size_t i = 0; i < s->nsentinels; i++) {
+        json_t *e = json_array_get(arr, i);
+        snprintf(path, sizeof path, "store.sentinels[%zu]", i);
+        if (!json_is_string(e) ||
+            config_split_hostport(json_string_value(e), host, sizeof host, &port) != 0)
+            cfg_error(c, path, "expected \"host:port\"");
+        s->sentinels[i] = xstrdup(json_is_string(e) ? json_string_value(e) : "");
+    }
+}
+
+static char *read_secret(struct cfg_ctx *c, const char *path, const char *key)
+{
+    size_t len;
+    char *s = cfg_read_file(path, &len);
+    if (s == NULL) {
+        cfg_error(c, key, "cannot read %s", path);
+        return NULL;
+    }
+    while (len > 0 && (s[len - 1] == '\n' || s[len - 1] == '\r'))
+        s[--len] = '\0';
+    return s;
+}
+
+static void load_store(struct cfg_ctx *c, json_t *o, struct cfg_store *s)
+{
+    static const char *const extra[] = {"sentinels", NULL};
+    static const char *const backends[] = {"redis", "memory", NULL};
+    static const char *const failures[] = {"deny", "local", NULL};
+    static const char *const clocks[] = {"redis", "proxy", "test", NULL};
+    char host[256];
+    cfg_apply(c, o, "store", store_keys, s, extra);
+    if (s->backend == NULL)
+        s->backend = xstrdup("redis");
+    if (s->on_store_failure == NULL)
+        s->on_store_failure = xstrdup("deny");
+    if (s->clock == NULL)
+        s->clock = xstrdup("redis");
+    if (s->key_prefix == NULL)
+        s->key_prefix = xstrdup("lg");
+    if (s->address == NULL)
+        s->address = xstrdup("127.0.0.1:6379");
+    int v;
+    if ((v = pick(s->backend, backends)) < 0)
+        cfg_error(c, "store.backend", "expected \"redis\" or \"memory\"");
+    s->memory = v == 1;
+    if ((v = pick(s->on_store_failure, failures)) < 0)
+        cfg_error(c, "store.on_store_failure", "expected \"deny\" or \"local\"");
+    s->fail_local = v == 1;
+    if ((v = pick(s->clock, clocks)) < 0)
+        cfg_error(c, "store.clock", "expected \"redis\", \"proxy\" or \"test\"");
+    s->clock_kind = v < 0 ? CLOCK_REDIS : v;
+    if (s->memory && s->clock_kind == CLOCK_REDIS)
+        s->clock_kind = CLOCK_PROXY; /* the memory backend has only this process's clock */
+    if (config_split_hostport(s->address, host, sizeof host, &s->port) != 0)
+        cfg_error(c, "store.address", "expected \"host:port\"");
+    else
+        s->host = xstrdup(host);
+    for (const char *p = s->key_prefix; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-')) {
+            cfg_error(c, "store.key_prefix", "use lower-case letters, digits, '_' and '-'");
+            break;
+        }
+    json_t *sent = json_object_get(o, "sentinels");
+    if (sent && !json_is_null(sent))
+        load_sentinels(c, sent, s);
+    if (s->nsentinels > 0 && s->master_name == NULL)
+        cfg_error(c, "store.master_name", "is required with sentinels");
+    if (s->reconnect_min_ms > s->reconnect_max_ms)
+        cfg_error(c, "store.reconnect_min_ms", "must not exceed reconnect_max_ms");
+    if (s->password_file)
+        s->password = read_secret(c, s->password_file, "store.password_file");
+}
+
+/* "policy": the policy file; a relative path is taken from the config file's directory. */
+static void load_policy_ref(struct cfg_ctx *c, json_t *v, struct lg_config *cfg)
+{
+    if (v == NULL) {
+        cfg_error(c, "policy", "is required (the policy file with operations, roles and "
+                               "accounts)");
+        return;
+    }
+    if (!json_is_string(v) || json_string_length(v) == 0) {
+        cfg_error(c, "policy", "expected a file name, got %s", cfg_type_name(v));
+        return;
+    }
+    const char *p = json_string_value(v);
+    const char *slash = strrchr(c->file, '/');
+    if (p[0] == '/' || slash == NULL) {
+        cfg->policy_path = xstrdup(p);
+        return;
+    }
+    size_t dl = (size_t)(slash - c->file) + 1;
+    cfg->policy_path = xmalloc(dl + strlen(p) + 1);
+    memcpy(cfg->policy_path, c->file, dl);
+    strcpy(cfg->policy_path + dl, p);
+}
+
 static void load_root(struct cfg_ctx *c, json_t *root, struct lg_config *cfg)
 {
     static const struct cfg_key root_keys[] = {
         K_INT(struct lg_config, workers, 0, 256, 0),
+        K_STR(struct lg_config, time_zone, 0),
         K_END,
     };
-    static const char *const root_extra[] = {"log", "listeners", "upstream", "limits", NULL};
+    static const char *const root_extra[] = {"log",    "listeners", "upstream",
+                                             "limits", "policy",    "store", NULL};
     struct log_section ls = {0};
     cfg_apply(c, root, "", root_keys, cfg, root_extra);
 
@@ -239,6 +375,19 @@ static void load_root(struct cfg_ctx *c, json_t *root, struct lg_config *cfg)
     json_decref(empty);
     if (cfg->limits.head_bytes > 0 && cfg->limits.request_line_bytes > cfg->limits.head_bytes)
         cfg_error(c, "limits.request_line_bytes", "must not exceed limits.head_bytes");
+
+    load_policy_ref(c, json_object_get(root, "policy"), cfg);
+    if (cfg->time_zone == NULL)
+        cfg->time_zone = xstrdup("Asia/Ho_Chi_Minh");
+    char zerr[300];
+    if (clock_set_zone(cfg->time_zone, zerr, sizeof zerr) != 0)
+        cfg_error(c, "time_zone", "%s", zerr);
+    v = json_object_get(root, "store");
+    if (v && !json_is_object(v))
+        cfg_error(c, "store", "expected an object, got %s", cfg_type_name(v));
+    json_t *empty2 = json_object();
+    load_store(c, v && json_is_object(v) ? v : empty2, &cfg->store);
+    json_decref(empty2);
 
     if (cfg->workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -296,5 +445,20 @@ void config_free(struct lg_config *cfg)
     free(u->server_name);
     free(cfg->log_file);
     free(cfg->path);
+    free(cfg->policy_path);
+    free(cfg->time_zone);
+    struct cfg_store *s = &cfg->store;
+    free(s->backend);
+    free(s->address);
+    free(s->host);
+    free(s->password_file);
+    free(s->password);
+    for (size_t i = 0; i < s->nsentinels; i++)
+        free(s->sentinels[i]);
+    free(s->sentinels);
+    free(s->master_name);
+    free(s->on_store_failure);
+    free(s->clock);
+    free(s->key_prefix);
     free(cfg);
 }

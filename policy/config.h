@@ -59,6 +59,37 @@ struct cfg_limits {
     int shutdown_timeout_ms;      /* SIGTERM: in-flight requests get this long */
 };
 
+enum cfg_clock {
+    CLOCK_REDIS, /* Redis TIME: one clock for every instance (default) */
+    CLOCK_PROXY, /* this process's clock */
+    CLOCK_TEST,  /* X-Lookup-Test-Time (UTC ms) when a request carries it: tests only */
+};
+
+struct cfg_store {
+    char *backend;              /* "redis" or "memory" */
+    int memory;                 /* derived: backend is "memory" */
+    char *address;              /* Redis "host:port" (ignored when sentinels are given) */
+    char *host;                 /* derived */
+    int port;                   /* derived */
+    char *password_file;        /* file holding the Redis password, or NULL */
+    char *password;             /* derived: its content */
+    int db;                     /* SELECT index */
+    char **sentinels;           /* Sentinel "host:port" list, or NULL */
+    size_t nsentinels;
+    char *master_name;          /* Sentinel master name */
+    int connect_timeout_ms;     /* connect + AUTH + ROLE, then the attempt is abandoned */
+    int command_timeout_ms;     /* one quota decision, then it fails per on_store_failure */
+    int max_in_flight;          /* commands outstanding per worker; beyond: fail fast */
+    int reconnect_min_ms;       /* back-off between connection attempts, doubling ... */
+    int reconnect_max_ms;       /* ... up to this, with jitter */
+    char *on_store_failure;     /* "deny" or "local" */
+    int fail_local;             /* derived: on_store_failure is "local" */
+    int instances;              /* instances sharing the store (local budget = limit / this) */
+    char *clock;                /* "redis", "proxy" or "test" */
+    int clock_kind;             /* derived: enum cfg_clock */
+    char *key_prefix;           /* prefix of every key */
+};
+
 struct lg_config {
     char *path;                     /* file the config was read from */
     int workers;                    /* event loop threads (0 in the file: one per core) */
@@ -68,6 +99,9 @@ struct lg_config {
     size_t nlisteners;
     struct cfg_upstream upstream;
     struct cfg_limits limits;
+    char *policy_path;              /* policy file (relative paths: to the config's directory) */
+    char *time_zone;                /* IANA zone for local days and role hours */
+    struct cfg_store store;
 };
 
 /* Reads and validates path. On success returns a config; on failure returns NULL and writes one

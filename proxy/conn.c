@@ -20,12 +20,27 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "policy/clock.h"
+#include "policy/decide.h"
+#include "policy/policy.h"
+#include "policy/quota.h"
+#include "policy/store.h"
 #include "proxy/problem.h"
 #include "proxy/server.h"
 #include "proxy/worker.h"
 
 #define LINGER_MS 2000
 #define LINGER_MAX_BYTES (1u << 20)
+#define CREDENTIAL_WARN_S (14 * 86400) /* warn when a credential expires within 14 days */
+
+/* The decision state of one request; lives in the request arena. */
+struct gate {
+    struct pol_decision dec;   /* authentication, operation, grant, limits */
+    struct quota_plan plan;    /* counters checked for it */
+    struct quota_result qres;  /* what the quota store decided */
+    int have_quota;            /* qres is valid */
+    char hdrs[1024];           /* headers for the client: RateLimit, credential expiry */
+};
 
 const char *const conn_state_text[] = {
     "KEEPALIVE", "READING_HEAD", "READING_BODY", "DECIDING",
@@ -37,6 +52,7 @@ static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void up_done(struct up_request *u);
+static void end_request(struct conn *c);
 
 /* The single place where the state changes; checks the transition and logs it. */
 static void conn_set_state(struct conn *c, enum conn_state to)
@@ -128,6 +144,7 @@ void conn_free(struct conn *c)
 {
     if (c->up.uc || c->up.queued)
         upstream_cancel(c->w->pool, &c->up);
+    end_request(c);
     worker_conn_closed(c->w, c);
     event_free(c->timer);
     if (c->bev)
@@ -158,11 +175,11 @@ static int is_head(const struct conn *c)
     return c->have_req && c->req.method == HTTP_HEAD;
 }
 
-/* Writes a problem response and moves to RESPONDING. close forces Connection: close. */
-static void respond_problem(struct conn *c, int status, const char *type, const char *reason,
-                            int close)
+/* Writes a problem response and moves to RESPONDING. close forces Connection: close.
+ * extra_hdrs (CRLF-terminated lines) and members (",\"k\":v") may be NULL. */
+static void respond_full(struct conn *c, int status, const char *type, const char *reason,
+                         int close, const char *extra, const char *members)
 {
-    const char *extra = NULL;
     if (close)
         c->close_after = 1;
     if (status == 405)
@@ -173,8 +190,14 @@ static void respond_problem(struct conn *c, int status, const char *type, const 
     log_info("%s %s refused %d: %s", c->peer_ip, c->request_id, status, reason);
     evtimer_del(c->timer);
     problem_write(bufferevent_get_output(c->bev), status, type ? type : problem_default_type(status),
-                  reason, c->request_id, c->close_after, extra, is_head(c));
+                  reason, c->request_id, c->close_after, extra, members, is_head(c));
     conn_set_state(c, CONN_ST_RESPONDING);
+}
+
+static void respond_problem(struct conn *c, int status, const char *type, const char *reason,
+                            int close)
+{
+    respond_full(c, status, type, reason, close, NULL, NULL);
 }
 
 /* A refusal while reading: always closes, since the rest of the input cannot be trusted. */
@@ -191,6 +214,8 @@ static void write_response(struct conn *c)
                         http_status_str((enum http_status)r->status));
     evbuffer_add_buffer(out, c->up.resp_hdrs);
     evbuffer_add_printf(out, "X-Request-Id: %s\r\n", c->request_id);
+    if (c->gate)
+        evbuffer_add(out, c->gate->hdrs, strlen(c->gate->hdrs));
     size_t blen = evbuffer_get_length(c->up.resp_body);
     if (!r->no_body)
         evbuffer_add_printf(out, "Content-Length: %zu\r\n", blen);
@@ -218,8 +243,21 @@ static void up_done(struct up_request *u)
 
 /* --- the request path ---------------------------------------------------------------- */
 
+/* Drops what the previous request held: its policy reference and decision state. */
+static void end_request(struct conn *c)
+{
+    if (c->qop) {
+        quota_op_cancel(c->qop);
+        c->qop = NULL;
+    }
+    c->gate = NULL;
+    policy_unref(c->pol);
+    c->pol = NULL;
+}
+
 static void start_request(struct conn *c)
 {
+    end_request(c);
     arena_reset(&c->arena);
     memset(&c->scan, 0, sizeof c->scan);
     c->have_req = 0;
@@ -252,6 +290,12 @@ static void forward(struct conn *c)
     }
     evbuffer_add_printf(o, "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Request-Id: %s\r\n",
                         c->peer_ip, c->tls ? "https" : "http", c->request_id);
+    if (c->gate && c->gate->dec.account) {
+        const struct pol_account *a = c->gate->dec.account;
+        evbuffer_add_printf(o, "X-Lookup-Account: %s\r\n", a->id);
+        if (a->unit)
+            evbuffer_add_printf(o, "X-Lookup-Unit: %s\r\n", a->unit->name);
+    }
     size_t blen = evbuffer_get_length(c->body);
     if (blen > 0 || r->content_length >= 0 || r->chunked || r->method == HTTP_POST ||
         r->method == HTTP_PUT || r->method == HTTP_PATCH)
@@ -265,14 +309,196 @@ static void forward(struct conn *c)
     upstream_send(c->w->pool, &c->up);
 }
 
-/* The request is complete. The policy layer (DECIDING) and the audit layer (AUDITING) plug in
- * here; until they land, the core passes through both states to the upstream. */
+/* --- the decision (policy layer) ------------------------------------------------------ */
+
+/* The first field named name, and how many there are. */
+static struct pol_hval header_value(const struct http_req *r, const char *name)
+{
+    struct pol_hval h = {NULL, 0, 0};
+    for (size_t i = 0; i < r->nhdrs; i++)
+        if (ascii_eq_nocase(r->hdrs[i].name, r->hdrs[i].nlen, name) && h.count++ == 0) {
+            h.v = r->hdrs[i].value;
+            h.len = r->hdrs[i].vlen;
+        }
+    return h;
+}
+
+/* The decision time: the test clock header when configured (tests only), else now. */
+static int64_t decision_time(const struct conn *c)
+{
+    if (srv_of(c)->cfg->store.clock_kind == CLOCK_TEST) {
+        struct pol_hval t = header_value(&c->req, "x-lookup-test-time");
+        if (t.count == 1 && t.len > 0 && t.len < 16) {
+            int64_t v = 0;
+            size_t i = 0;
+            for (; i < t.len && t.v[i] >= '0' && t.v[i] <= '9'; i++)
+                v = v * 10 + (t.v[i] - '0');
+            if (i == t.len)
+                return v;
+        }
+    }
+    return clock_now_ms();
+}
+
+static void fill_request(struct conn *c, struct pol_request *rq)
+{
+    const struct http_req *r = &c->req;
+    memset(rq, 0, sizeof *rq);
+    rq->method = r->method;
+    rq->path = r->target;
+    rq->path_len = r->path_len;
+    if (r->path_len < r->target_len) {
+        rq->query = r->target + r->path_len + 1;
+        rq->query_len = r->target_len - r->path_len - 1;
+    }
+    if (r->authorization) {
+        const struct http_hdr *h = r->authorization;
+        rq->authorization = (struct pol_hval){h->value, h->vlen, 1};
+        /* The parser trimmed trailing whitespace; the byte after the value shows it. */
+        rq->auth_trailing_ws = h->value[h->vlen] == ' ' || h->value[h->vlen] == '\t';
+    }
+    rq->soap_action = header_value(r, "soapaction");
+    rq->dossier = header_value(r, "x-dossier-id");
+    rq->procedure = header_value(r, "x-procedure-code");
+    size_t blen = evbuffer_get_length(c->body);
+    if (blen > 0) {
+        rq->body = (const char *)evbuffer_pullup(c->body, -1);
+        rq->body_len = blen;
+    }
+    rq->now_ms = decision_time(c);
+}
+
+/* Answers the request with the refusal in c->gate->dec. */
+static void refuse_decision(struct conn *c, int close)
+{
+    struct gate *g = c->gate;
+    const struct decision_info *di = &decision_info[g->dec.decision];
+    char hdrs[1200] = "", members[400] = "";
+    switch (g->dec.decision) {
+    case DECISION_DENY_NO_CREDENTIAL:
+        snprintf(hdrs, sizeof hdrs, "WWW-Authenticate: Bearer realm=\"lookupgate\"\r\n");
+        break;
+    case DECISION_DENY_CREDENTIAL:
+    case DECISION_DENY_EXPIRED:
+    case DECISION_DENY_NOT_YET_VALID:
+        snprintf(hdrs, sizeof hdrs,
+                 "WWW-Authenticate: Bearer realm=\"lookupgate\", error=\"invalid_token\"\r\n");
+        break;
+    case DECISION_DENY_QUOTA: {
+        size_t o = (size_t)snprintf(members, sizeof members, ",\"violated\":[");
+        for (int i = 0; i < g->qres.n && i < g->plan.n && o < sizeof members; i++)
+            if (g->qres.c[i].over) /* policy names are [a-z0-9._-]: nothing to escape */
+                o += (size_t)snprintf(members + o, sizeof members - o, "%s\"%s\"",
+                                      members[o - 1] == '[' ? "" : ",", g->plan.checks[i].name);
+        if (o < sizeof members)
+            snprintf(members + o, sizeof members - o, "],\"retry_after\":%d",
+                     quota_retry_after(&g->qres));
+        snprintf(hdrs, sizeof hdrs, "Retry-After: %d\r\n%s", quota_retry_after(&g->qres),
+                 g->hdrs);
+        break;
+    }
+    case DECISION_DENY_STORE:
+        snprintf(hdrs, sizeof hdrs, "Retry-After: 1\r\n");
+        break;
+    default:
+        break;
+    }
+    if (g->dec.account)
+        log_info("%s %s account %s: %s", c->peer_ip, c->request_id, g->dec.account->id, di->name);
+    respond_full(c, di->status, di->problem, g->dec.detail, close || c->read_eof, hdrs,
+                 members[0] ? members : NULL);
+}
+
+/* Headers for an admitted request: RateLimit, and a warning when the credential is near its
+ * expiry. */
+static void admitted_headers(struct conn *c, int64_t now_ms)
+{
+    struct gate *g = c->gate;
+    quota_headers(g->hdrs, sizeof g->hdrs, &g->plan, &g->qres);
+    const struct pol_credential *cr = g->dec.credential;
+    if (cr && cr->expires - now_ms / 1000 < CREDENTIAL_WARN_S) {
+        char when[32];
+        size_t o = strlen(g->hdrs);
+        clock_format_utc(cr->expires, when, sizeof when);
+        snprintf(g->hdrs + o, sizeof g->hdrs - o, "X-Credential-Expires: %s\r\n", when);
+    }
+}
+
+/* The quota store answered (possibly before quota_store_admit returned). */
+static void quota_done(void *arg, const struct quota_result *res)
+{
+    struct conn *c = arg;
+    struct gate *g = c->gate;
+    c->qop = NULL;
+    g->qres = *res;
+    g->have_quota = 1;
+    switch (res->outcome) {
+    case QUOTA_ADMITTED:
+        if (res->degraded)
+            log_warn("%s %s account %s admitted by the local fallback: %s", c->peer_ip,
+                     c->request_id, g->dec.account->id, res->reason);
+        admitted_headers(c, res->now_ms ? res->now_ms : clock_now_ms());
+        conn_set_state(c, CONN_ST_AUDITING);
+        forward(c);
+        return;
+    case QUOTA_EXCEEDED:
+        g->dec.decision = DECISION_DENY_QUOTA;
+        quota_headers(g->hdrs, sizeof g->hdrs, &g->plan, &g->qres);
+        memcpy(g->dec.detail, "quota exceeded: ", 17);
+        quota_violated(g->dec.detail + 16, sizeof g->dec.detail - 16, &g->plan, &g->qres);
+        break;
+    case QUOTA_SUSPENDED:
+        g->dec.decision = DECISION_DENY_SUSPENDED;
+        snprintf(g->dec.detail, sizeof g->dec.detail, "the account is suspended");
+        break;
+    case QUOTA_STORE_ERROR:
+        g->dec.decision = DECISION_DENY_STORE;
+        log_warn("%s %s: quota store unavailable: %s", c->peer_ip, c->request_id, res->reason);
+        snprintf(g->dec.detail, sizeof g->dec.detail, "quotas cannot be checked right now");
+        break;
+    }
+    refuse_decision(c, 0);
+}
+
+/* The request is complete: decide it (DECIDING), then admit it against quotas. The audit
+ * layer (AUDITING) plugs in between admission and forwarding. */
 static void dispatch(struct conn *c)
 {
+    const struct cfg_store *st = &srv_of(c)->cfg->store;
+    struct pol_request rq;
     evtimer_del(c->timer);
     conn_set_state(c, CONN_ST_DECIDING);
-    conn_set_state(c, CONN_ST_AUDITING);
-    forward(c);
+    if (c->gate == NULL) {
+        c->gate = arena_alloc(&c->arena, sizeof *c->gate);
+        memset(c->gate, 0, sizeof *c->gate);
+    }
+    if (c->pol == NULL)
+        c->pol = policy_ref(c->w->policy);
+    fill_request(c, &rq);
+    policy_decide(c->pol, &rq, &c->gate->dec);
+    if (c->gate->dec.decision != DECISION_ALLOW) {
+        refuse_decision(c, 0);
+        return;
+    }
+    quota_plan_build(&c->gate->plan, st->key_prefix, &c->gate->dec,
+                     st->clock_kind == CLOCK_REDIS ? 0 : rq.now_ms, rq.now_ms, c->request_id);
+    c->qop = quota_store_admit(c->w->store, &c->gate->plan, quota_done, c);
+}
+
+/* Expect: 100-continue: a request that will be refused for its credential is refused before
+ * its body is read (and the connection closed, since the body is still on the wire). */
+static int refuse_before_body(struct conn *c)
+{
+    struct pol_request rq;
+    c->pol = policy_ref(c->w->policy);
+    c->gate = arena_alloc(&c->arena, sizeof *c->gate);
+    memset(c->gate, 0, sizeof *c->gate);
+    fill_request(c, &rq);
+    if (policy_authenticate(c->pol, &rq, &c->gate->dec) == DECISION_ALLOW)
+        return 0;
+    evtimer_del(c->timer);
+    refuse_decision(c, 1);
+    return 1;
 }
 
 /* Returns HEAD_AGAIN, HEAD_DONE (req parsed, head drained), or an error status. */
@@ -337,8 +563,11 @@ static void after_head(struct conn *c)
         dispatch(c);
         return;
     }
-    if (c->req.expect_continue)
+    if (c->req.expect_continue) {
+        if (refuse_before_body(c))
+            return;
         evbuffer_add(bufferevent_get_output(c->bev), "HTTP/1.1 100 Continue\r\n\r\n", 25);
+    }
     conn_set_state(c, CONN_ST_READING_BODY);
     arm(c, lim->body_timeout_ms);
 }

@@ -19,6 +19,9 @@
 #include "proxy/upstream.h"
 
 struct worker;
+struct policy;
+struct gate;
+struct quota_op;
 struct bufferevent;
 struct event;
 struct evbuffer;
@@ -54,6 +57,9 @@ struct conn {
     struct evbuffer *upbytes;        /* rebuilt request for the upstream */
     struct up_request up;            /* the upstream exchange */
     char request_id[48];             /* X-Request-Id of the current request */
+    struct policy *pol;              /* policy snapshot of the current request (a reference) */
+    struct gate *gate;               /* decision state of the current request (in the arena) */
+    struct quota_op *qop;            /* quota decision in flight, or NULL */
     unsigned nrequests;              /* requests started on this connection */
     unsigned close_after : 1;        /* close once the response is written */
     unsigned read_eof : 1;           /* the client half-closed */

@@ -54,7 +54,7 @@ const char *problem_default_type(int status)
 }
 
 /* Copies s into out as JSON string contents (no quotes), escaping what JSON requires. */
-static void json_escape(char *out, size_t outlen, const char *s)
+void problem_json_escape(char *out, size_t outlen, const char *s)
 {
     size_t o = 0;
     for (; *s && o + 7 < outlen; s++) {
@@ -72,15 +72,17 @@ static void json_escape(char *out, size_t outlen, const char *s)
 }
 
 void problem_write(struct evbuffer *out, int status, const char *type, const char *detail,
-                   const char *request_id, int close, const char *extra_headers, int head_only)
+                   const char *request_id, int close, const char *extra_headers,
+                   const char *extra_members, int head_only)
 {
-    char body[1024], d[512], id[96];
-    json_escape(d, sizeof d, detail ? detail : "");
-    json_escape(id, sizeof id, request_id ? request_id : "");
+    char body[1536], d[512], id[96];
+    problem_json_escape(d, sizeof d, detail ? detail : "");
+    problem_json_escape(id, sizeof id, request_id ? request_id : "");
     int blen = snprintf(body, sizeof body,
                         "{\"type\":\"urn:lookupgate:problem:%s\",\"title\":\"%s\",\"status\":%d,"
-                        "\"detail\":\"%s\",\"request_id\":\"%s\"}\n",
-                        type, http_reason_phrase(status), status, d, id);
+                        "\"detail\":\"%s\",\"request_id\":\"%s\"%s}\n",
+                        type, http_reason_phrase(status), status, d, id,
+                        extra_members ? extra_members : "");
     if (blen < 0 || (size_t)blen >= sizeof body)
         blen = (int)strlen(body);
     evbuffer_add_printf(out,

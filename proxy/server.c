@@ -11,6 +11,8 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "policy/policy.h"
+#include "policy/quota.h"
 #include "proxy/conncap.h"
 #include "proxy/tls.h"
 #include "proxy/worker.h"
@@ -34,15 +36,49 @@ static void on_term(evutil_socket_t sig, short what, void *arg)
     event_base_loopexit(sc->base, NULL);
 }
 
+/* Logs a multi-line error text one line at a time. */
+static void log_lines(const char *prefix, const char *text)
+{
+    while (*text) {
+        size_t n = strcspn(text, "\n");
+        log_error("%s%.*s", prefix, (int)n, text);
+        text += n + (text[n] == '\n');
+    }
+}
+
+int server_reload_policy(struct server *s)
+{
+    char *err = xmalloc(65536);
+    struct policy *p = policy_load(s->cfg->policy_path, err, 65536);
+    if (p == NULL) {
+        log_lines("policy reload refused: ", err);
+        log_error("policy reload refused; policy %s stays in force", s->policy->version);
+        free(err);
+        return -1;
+    }
+    free(err);
+    pthread_mutex_lock(&s->policy_mu);
+    struct policy *old = s->policy;
+    s->policy = p;
+    pthread_mutex_unlock(&s->policy_mu);
+    for (int i = 0; i < s->nworkers; i++)
+        worker_policy_changed(s->workers[i]);
+    log_info("policy reload ok: %s (%zu accounts, %zu operations); was %s", p->version,
+             p->naccounts, p->nops, old->version);
+    policy_unref(old);
+    return 0;
+}
+
 static void on_hup(evutil_socket_t sig, short what, void *arg)
 {
+    struct signal_ctx *sc = arg;
     (void)sig;
     (void)what;
-    (void)arg;
     if (log_reopen() != 0)
         log_error("SIGHUP: cannot reopen the log file");
     else
         log_info("SIGHUP: log reopened");
+    server_reload_policy(sc->srv);
 }
 
 static int setup_tls(struct server *s)
@@ -79,6 +115,9 @@ static void free_server(struct server *s)
     free(s->listener_tls);
     SSL_CTX_free(s->upstream_tls);
     conncap_free(s->cap);
+    policy_unref(s->policy);
+    quota_mem_free(s->mem);
+    pthread_mutex_destroy(&s->policy_mu);
 }
 
 int server_run(struct lg_config *cfg)
@@ -93,7 +132,21 @@ int server_run(struct lg_config *cfg)
     s.hlim = (struct http_limits){(size_t)lim->head_bytes, (size_t)lim->request_line_bytes,
                                   (size_t)lim->header_count, (size_t)lim->body_bytes};
     s.cap = conncap_new(lim->max_connections_per_client);
+    pthread_mutex_init(&s.policy_mu, NULL);
+    s.mem = quota_mem_new();
     signal(SIGPIPE, SIG_IGN);
+    char *perr = xmalloc(65536);
+    s.policy = policy_load(cfg->policy_path, perr, 65536);
+    if (s.policy == NULL) {
+        log_lines("", perr);
+        log_error("policy %s is invalid; not starting", cfg->policy_path);
+        free(perr);
+        goto out;
+    }
+    free(perr);
+    if (cfg->store.clock_kind == CLOCK_TEST)
+        log_warn("store.clock is \"test\": clients can set the decision time with "
+                 "X-Lookup-Test-Time. Never use this in production.");
     if (setup_tls(&s) != 0)
         goto out;
 
@@ -127,8 +180,10 @@ int server_run(struct lg_config *cfg)
     for (size_t i = 0; i < cfg->nlisteners; i++)
         log_info("listening on %s%s", cfg->listeners[i].address,
                  cfg->listeners[i].tls_enabled ? " (TLS)" : "");
-    log_info("lookupgate %s started: %d worker(s), upstream %s", LOOKUPGATE_VERSION,
-             s.nworkers, cfg->upstream.url);
+    log_info("lookupgate %s started: %d worker(s), upstream %s, policy %s (%zu accounts), "
+             "quota store %s, time zone %s", LOOKUPGATE_VERSION, s.nworkers, cfg->upstream.url,
+             s.policy->version, s.policy->naccounts,
+             cfg->store.memory ? "memory" : cfg->store.address, cfg->time_zone);
     event_base_dispatch(base);
     event_free(ev_term);
     event_free(ev_int);

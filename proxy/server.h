@@ -1,9 +1,10 @@
 /* The process: configuration, shared TLS contexts, connection accounting, worker threads and
- * signal handling (SIGTERM drains and exits 0, SIGHUP reopens the log). */
+ * signal handling (SIGTERM drains and exits 0, SIGHUP reloads the policy and reopens the log). */
 #ifndef LG_SERVER_H
 #define LG_SERVER_H
 
 #include <openssl/ssl.h>
+#include <pthread.h>
 #include <stdatomic.h>
 
 #include "policy/config.h"
@@ -11,6 +12,8 @@
 
 struct worker;
 struct conncap;
+struct policy;
+struct quota_mem;
 
 struct server {
     struct lg_config *cfg;        /* immutable while running */
@@ -22,7 +25,14 @@ struct server {
     SSL_CTX *upstream_tls;        /* NULL for a plain-HTTP upstream */
     struct http_limits hlim;      /* request limits derived from cfg->limits */
     char instance[17];            /* random id of this process, in request ids */
+    struct policy *policy;        /* current policy snapshot (policy_mu; workers hold refs) */
+    pthread_mutex_t policy_mu;
+    struct quota_mem *mem;        /* in-memory quota backend and local fallback */
 };
+
+/* Loads the policy file again and, if it is valid, hands it to every worker; otherwise logs
+ * every error and keeps the current one. Returns 0 if the new policy is in force. */
+int server_reload_policy(struct server *s);
 
 /* Runs the proxy until SIGTERM/SIGINT. Returns the process exit status. */
 int server_run(struct lg_config *cfg);

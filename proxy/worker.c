@@ -17,6 +17,8 @@
 #include "common/util.h"
 #include "proxy/conn.h"
 #include "proxy/conncap.h"
+#include "policy/policy.h"
+#include "policy/store.h"
 #include "proxy/server.h"
 #include "proxy/upstream.h"
 
@@ -135,15 +137,28 @@ static void begin_drain(struct worker *w)
     maybe_finish_drain(w);
 }
 
+/* Requests in flight keep the snapshot they started with; new ones get the new one. */
+static void take_policy(struct worker *w)
+{
+    pthread_mutex_lock(&w->srv->policy_mu);
+    struct policy *p = policy_ref(w->srv->policy);
+    pthread_mutex_unlock(&w->srv->policy_mu);
+    policy_unref(w->policy);
+    w->policy = p;
+}
+
 static void ctl_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
     char cmd[16];
     (void)what;
     ssize_t n = read(fd, cmd, sizeof cmd);
-    for (ssize_t i = 0; i < n; i++)
+    for (ssize_t i = 0; i < n; i++) {
         if (cmd[i] == 'T')
             begin_drain(w);
+        if (cmd[i] == 'P')
+            take_policy(w);
+    }
 }
 
 static struct evconnlistener *bind_listener(struct worker *w, const char *address, char *err,
@@ -192,6 +207,8 @@ struct worker *worker_new(struct server *srv, int idx, char *err, size_t errlen)
     event_add(w->ctl_ev, NULL);
     w->accept_retry = evtimer_new(w->base, accept_retry_cb, w);
     w->drain_timer = evtimer_new(w->base, drain_deadline_cb, w);
+    w->policy = policy_ref(srv->policy);
+    w->store = quota_store_new(w->base, &srv->cfg->store, srv->mem);
     w->pool = upstream_pool_new(w->base, &srv->cfg->upstream, &srv->cfg->limits,
                                 srv->upstream_tls, err, errlen);
     if (w->pool == NULL)
@@ -229,6 +246,12 @@ void worker_stop(struct worker *w)
     (void)n;
 }
 
+void worker_policy_changed(struct worker *w)
+{
+    ssize_t n = write(w->ctl[1], "P", 1);
+    (void)n;
+}
+
 void worker_join_and_free(struct worker *w)
 {
     if (w->thread)
@@ -240,6 +263,8 @@ void worker_join_and_free(struct worker *w)
         if (w->listeners[i])
             evconnlistener_free(w->listeners[i]);
     upstream_pool_free(w->pool);
+    quota_store_free(w->store); /* after the connections: their pending ops are cancelled */
+    policy_unref(w->policy);
     if (w->ctl_ev)
         event_free(w->ctl_ev);
     if (w->accept_retry)

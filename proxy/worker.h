@@ -13,6 +13,8 @@ struct event_base;
 struct evconnlistener;
 struct event;
 struct upstream_pool;
+struct policy;
+struct quota_store;
 
 TAILQ_HEAD(conn_list, conn);
 
@@ -33,6 +35,8 @@ struct worker {
     struct event *drain_timer;              /* shutdown deadline */
     int draining;                           /* SIGTERM received: no new connections */
     uint64_t seq;                           /* request counter, for request ids */
+    struct policy *policy;                  /* this worker's reference to the current policy */
+    struct quota_store *store;              /* quota decisions (Redis connection or memory) */
 };
 
 /* Creates the worker and binds its listeners; returns NULL with a message in err. */
@@ -40,6 +44,8 @@ struct worker *worker_new(struct server *srv, int idx, char *err, size_t errlen)
 int worker_start(struct worker *w);
 /* Asks the worker (from another thread) to drain and stop. */
 void worker_stop(struct worker *w);
+/* Asks the worker (from another thread) to take the server's current policy. */
+void worker_policy_changed(struct worker *w);
 void worker_join_and_free(struct worker *w);
 
 /* Called by conn_free. */

@@ -4,6 +4,8 @@ loopback ports, talks to them over real sockets, and reads what the stub receive
 Every process started here is stopped by the test; a gateway stopped with SIGTERM must exit 0
 and its log must hold no sanitizer report."""
 
+import datetime
+import hashlib
 import json
 import os
 import re
@@ -17,6 +19,10 @@ import unittest
 BUILD = os.environ.get("LG_BUILD_DIR", os.path.join(os.path.dirname(__file__), "..", "..", "build"))
 SOURCE = os.environ.get("LG_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 SANITIZER_RE = re.compile(rb"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:")
+
+# The credential of the catch-all test account used by the proxy-core suites.
+TEST_TOKEN = "lg_test-core-token"
+AUTH = "Bearer " + TEST_TOKEN
 
 
 def free_port():
@@ -67,6 +73,32 @@ class Stub:
         self.proc.wait(5)
 
 
+def sha256_hex(token):
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+def credential(token, issued=None, expires=None, days=80):
+    """A credential entry for token. issued defaults to ten days ago, so the suites never run
+    into an expiry; expires defaults to issued + days."""
+    start = datetime.date.fromisoformat(issued) if issued else datetime.date.today() - datetime.timedelta(days=10)
+    return {"sha256": sha256_hex(token), "issued": issued or start.isoformat(),
+            "expires": expires or (start + datetime.timedelta(days=days)).isoformat()}
+
+
+def core_policy():
+    """A policy for the proxy-core suites: every method on every path is an operation, granted
+    to one account (TEST_TOKEN) with quotas that never bind."""
+    methods = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+    return {
+        "operations": {"any.%s" % m.lower(): {"method": m, "path": "/{rest*}"} for m in methods},
+        "roles": {"all": {"operations": ["any.%s" % m.lower() for m in methods],
+                          "quota": {"per_minute": 1000000, "per_day": 1000000000}}},
+        "units": {"test": {}},
+        "accounts": [{"id": "test.core", "unit": "test", "roles": ["all"],
+                      "credentials": [credential(TEST_TOKEN)]}],
+    }
+
+
 def default_config(listen_port, upstream_port):
     return {
         "workers": 1,
@@ -75,6 +107,7 @@ def default_config(listen_port, upstream_port):
         "upstream": {"url": "http://127.0.0.1:%d" % upstream_port,
                      "connect_timeout_ms": 1000, "response_timeout_ms": 3000},
         "limits": {},
+        "store": {"backend": "memory"},
     }
 
 
@@ -90,12 +123,16 @@ def merge(base, over):
 class Gateway:
     """A lookupgate process with a generated config."""
 
-    def __init__(self, tmp, upstream_port, overrides=None, preexec_fn=None, wait=True, tls=None):
+    def __init__(self, tmp, upstream_port, overrides=None, preexec_fn=None, wait=True, tls=None,
+                 policy=None):
         self.port = free_port()
         self.tmp = tmp
         self.config = merge(default_config(self.port, upstream_port), overrides or {})
         if tls is not None:
             self.config["listeners"][0]["tls"] = tls
+        self.policy_path = os.path.join(tmp, "policy-%d.json" % self.port)
+        self.write_policy(policy if policy is not None else core_policy())
+        self.config.setdefault("policy", self.policy_path)
         self.config_path = os.path.join(tmp, "lookupgate-%d.json" % self.port)
         with open(self.config_path, "w") as f:
             json.dump(self.config, f, indent=2)
@@ -109,6 +146,29 @@ class Gateway:
             preexec_fn=preexec_fn)
         if wait:
             wait_port(self.port, self.proc)
+
+    def write_policy(self, policy):
+        """Writes the policy file (a dict, or raw text) the gateway reads at start and reload."""
+        with open(self.policy_path, "w") as f:
+            f.write(policy if isinstance(policy, str) else json.dumps(policy, indent=2))
+
+    def reload(self, policy=None, timeout=5.0):
+        """Optionally rewrites the policy, sends SIGHUP and waits for the outcome in the log.
+        Returns True if the new policy was loaded, False if it was refused."""
+        if policy is not None:
+            self.write_policy(policy)
+        log = self.log_text()
+        ok0, bad0 = log.count(b"policy reload ok:"), log.count(b"policy reload refused;")
+        self.proc.send_signal(signal.SIGHUP)
+        deadline = time.time() + timeout
+        while time.time() < deadline:
+            log = self.log_text()
+            ok, bad = log.count(b"policy reload ok:"), log.count(b"policy reload refused;")
+            if ok > ok0 or bad > bad0:
+                time.sleep(0.1)  # the workers take the new snapshot through their pipes
+                return ok > ok0
+            time.sleep(0.02)
+        raise AssertionError("no reload outcome in the log")
 
     def log_text(self):
         with open(self.errlog, "rb") as f:
@@ -244,9 +304,13 @@ def read_responses(s, n, timeout=3.0, head_request=False, close=True):
     return finals, interim, closed
 
 
-def get(port, path, headers=None, method="GET", body=b"", version="HTTP/1.1"):
+def get(port, path, headers=None, method="GET", body=b"", version="HTTP/1.1", auth=AUTH):
+    """One request on a new connection; auth is the Authorization value (None: none)."""
     h = "%s %s %s\r\nHost: client.example\r\n" % (method, path, version)
-    for k, v in (headers or {}).items():
+    headers = dict(headers or {})
+    if auth is not None and not any(k.lower() == "authorization" for k in headers):
+        headers["Authorization"] = auth
+    for k, v in headers.items():
         h += "%s: %s\r\n" % (k, v)
     if body or method in ("POST", "PUT", "PATCH"):
         h += "Content-Length: %d\r\n" % len(body)

@@ -19,7 +19,7 @@ class Cli(unittest.TestCase):
     def test_example_config_is_valid(self):
         r = run("-t", "-c", os.path.join(SOURCE, "deploy", "lookupgate.example.json"))
         self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("is valid", r.stdout)
+        self.assertIn("are valid", r.stdout)
 
     def check_invalid(self, text, *expected):
         """-t on a config holding text exits 1 and prints each expected fragment ({f} = path)."""

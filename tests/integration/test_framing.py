@@ -7,7 +7,7 @@ import unittest
 
 from lgtest import GatewayTestCase, exchange, upstream_head
 
-H = b"Host: client.example"
+H = b"Host: client.example\r\nAuthorization: Bearer lg_test-core-token"
 
 
 def req(first, *fields, body=b""):
@@ -290,7 +290,7 @@ class FramingAccepted(GatewayTestCase):
                       b"X-Forwarded-For: 1.2.3.4", b"X-Forwarded-Host: evil",
                       b"Forwarded: for=1.2.3.4", b"X-Real-IP: 1.2.3.4",
                       b"X-Lookup-Account: admin", b"X-Lookup-Unit: root",
-                      b"X-Request-Id: client-chosen", b"Authorization: Bearer secret",
+                      b"X-Request-Id: client-chosen", b"Authorization: Bearer lg_test-core-token",
                       b"Accept: application/json", b"X-Dossier-Id: HS-2026-001")
         finals, _, _, got = self.both(payload)
         self.assertEqual(finals[0].status, 200)
@@ -299,9 +299,11 @@ class FramingAccepted(GatewayTestCase):
         names = [n for n, _ in lower]
         for dropped in ("x-account-id", "x-custom-hop", "keep-alive", "te", "trailer",
                         "proxy-connection", "proxy-authorization", "forwarded", "x-real-ip",
-                        "x-lookup-account", "x-lookup-unit", "x-forwarded-host", "authorization",
-                        "connection"):
+                        "x-forwarded-host", "authorization", "connection"):
             self.assertNotIn(dropped, names, dropped)
+        # only the gateway's verified identity reaches the upstream (F8)
+        self.assertEqual([v for n, v in lower if n == "x-lookup-account"], ["test.core"])
+        self.assertEqual([v for n, v in lower if n == "x-lookup-unit"], ["test"])
         self.assertEqual(dict(lower)["host"], "national.example")
         self.assertEqual(names.count("host"), 1)
         self.assertEqual(dict(lower)["x-forwarded-for"], "127.0.0.1")

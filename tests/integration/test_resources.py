@@ -15,7 +15,7 @@ import unittest
 from lgtest import Gateway, GatewayTestCase, Stub, StubTestCase, exchange, get, read_responses
 
 CITIZEN = "/api/v1/citizens/079123456789"
-REQ = b"GET " + CITIZEN.encode() + b" HTTP/1.1\r\nHost: a\r\n\r\n"
+REQ = b"GET " + CITIZEN.encode() + b" HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer lg_test-core-token\r\n\r\n"
 
 
 def cpu_seconds(pid):
@@ -40,7 +40,7 @@ class Timeouts(GatewayTestCase):
         before = self.stub.count()
         s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
         t = time.time()
-        payload = b"GET / HTTP/1.1\r\nHost: a\r\nX-Slow: " + b"a" * 100
+        payload = b"GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer lg_test-core-token\r\nX-Slow: " + b"a" * 100
         sent = 0
         try:
             for b in payload:
@@ -76,7 +76,7 @@ class Timeouts(GatewayTestCase):
     def test_d3_slow_post_gets_408(self):
         before = self.stub.count()
         s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
-        s.sendall(b"POST /api/v1/citizens/verify HTTP/1.1\r\nHost: a\r\nContent-Length: 100000\r\n\r\n")
+        s.sendall(b"POST /api/v1/citizens/verify HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer lg_test-core-token\r\nContent-Length: 100000\r\n\r\n")
         t = time.time()
         try:
             for _ in range(30):
@@ -94,7 +94,7 @@ class HeadLimits(GatewayTestCase):
     GATEWAY_CONFIG = {"limits": {"head_bytes": 8192, "header_count": 100}}
 
     def head_of_size(self, size):
-        start = b"GET " + CITIZEN.encode() + b" HTTP/1.1\r\nHost: a\r\nX-Fill: "
+        start = b"GET " + CITIZEN.encode() + b" HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer lg_test-core-token\r\nX-Fill: "
         fill = size - len(start) - 4
         return start + b"v" * fill + b"\r\n\r\n"
 
@@ -111,13 +111,13 @@ class HeadLimits(GatewayTestCase):
 
     def test_d6_too_many_fields_431(self):
         fields = b"".join(b"X%d: v\r\n" % i for i in range(101))
-        finals, _, closed = exchange(self.gw.port, b"GET / HTTP/1.1\r\nHost: a\r\n" + fields + b"\r\n")
+        finals, _, closed = exchange(self.gw.port, b"GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer lg_test-core-token\r\n" + fields + b"\r\n")
         self.assertEqual(finals[0].status, 431)
         self.assertTrue(closed)
 
     def test_d7_64k_value_431_early(self):
         s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=5)
-        s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nX-Big: " + b"v" * 10000)
+        s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer lg_test-core-token\r\nX-Big: " + b"v" * 10000)
         finals, _, closed = read_responses(s, 1, timeout=3)
         self.assertEqual(finals[0].status, 431)
         self.assertTrue(closed)
@@ -127,14 +127,14 @@ class HeadLimits(GatewayTestCase):
         self.assertEqual(finals[0].status, 200)
 
     def test_http10_without_keepalive_closes(self):
-        finals, _, closed = exchange(self.gw.port, b"GET " + CITIZEN.encode() + b" HTTP/1.0\r\n\r\n")
+        finals, _, closed = exchange(self.gw.port, b"GET " + CITIZEN.encode() + b" HTTP/1.0\r\nAuthorization: Bearer lg_test-core-token\r\n\r\n")
         self.assertEqual(finals[0].status, 200)
         self.assertEqual(finals[0].header("connection"), "close")
         self.assertTrue(closed)
 
     def test_connection_close_stops_reading(self):
         before = self.stub.count()
-        payload = (b"GET " + CITIZEN.encode() + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n" + REQ)
+        payload = (b"GET " + CITIZEN.encode() + b" HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer lg_test-core-token\r\nConnection: close\r\n\r\n" + REQ)
         finals, _, closed = exchange(self.gw.port, payload, n=2)
         self.assertEqual([r.status for r in finals], [200])
         self.assertTrue(closed)
@@ -316,7 +316,7 @@ class Spike(unittest.TestCase):
                         s = s or socket.create_connection(("127.0.0.1", gw.port), timeout=3)
                         t = time.time()
                         finals, _, closed = exchange(gw.port, b"GET " + CITIZEN.encode() +
-                                                     b" HTTP/1.1\r\nHost: a\r\nX-Stub-Delay-Ms: 20\r\n\r\n",
+                                                     b" HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer lg_test-core-token\r\nX-Stub-Delay-Ms: 20\r\n\r\n",
                                                      sock=s)
                         took = time.time() - t
                         with lock:

@@ -1,12 +1,14 @@
 """TLS on client listeners (versions, suites, required client certificates) and towards the
 upstream (certificate and hostname verification), with certificates made by the openssl CLI.
-The upstream-TLS tests chain two gateways: B → (TLS) → A → stub."""
+The upstream-TLS tests put a TLS front (a byte pipe in this process, with the test CA's server
+certificate) before the real stub: gateway → (TLS) → front → stub."""
 
 import os
 import socket
 import ssl
 import subprocess
 import tempfile
+import threading
 import unittest
 
 from lgtest import Gateway, Stub, get, parse_responses
@@ -33,6 +35,57 @@ def make_cert(d, ca, name, cn, ext):
        "-CAcreateserial", "-out", name + ".crt", "-days", "2", "-extfile", name + ".ext", cwd=d)
 
 
+class TlsFront:
+    """Terminates TLS with cert/key and pipes the plaintext bytes to 127.0.0.1:backend."""
+
+    def __init__(self, cert, key, backend):
+        self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+        self.ctx.load_cert_chain(cert, key)
+        self.backend = backend
+        self.sock = socket.socket()
+        self.sock.bind(("127.0.0.1", 0))
+        self.sock.listen(16)
+        self.port = self.sock.getsockname()[1]
+        threading.Thread(target=self.accept_loop, daemon=True).start()
+
+    def accept_loop(self):
+        while True:
+            try:
+                raw, _ = self.sock.accept()
+            except OSError:
+                return
+            threading.Thread(target=self.serve, args=(raw,), daemon=True).start()
+
+    def serve(self, raw):
+        try:
+            tls = self.ctx.wrap_socket(raw, server_side=True)
+        except (ssl.SSLError, OSError):
+            raw.close()
+            return
+        up = socket.create_connection(("127.0.0.1", self.backend))
+        threading.Thread(target=self.pipe, args=(up, tls), daemon=True).start()
+        self.pipe(tls, up)
+
+    @staticmethod
+    def pipe(a, b):
+        try:
+            while True:
+                data = a.recv(65536)
+                if not data:
+                    break
+                b.sendall(data)
+        except OSError:
+            pass
+        for s in (a, b):
+            try:
+                s.close()
+            except OSError:
+                pass
+
+    def close(self):
+        self.sock.close()
+
+
 class Tls(unittest.TestCase):
     @classmethod
     def setUpClass(cls):
@@ -52,12 +105,14 @@ class Tls(unittest.TestCase):
         cls.mtls = Gateway(d, cls.stub.port, tls={"cert": p("server.crt"), "key": p("server.key"),
                                                   "client_ca": p("ca.crt"),
                                                   "require_client_cert": True})
+        cls.front = TlsFront(p("server.crt"), p("server.key"), cls.stub.port)
 
     @classmethod
     def tearDownClass(cls):
         try:
             cls.gw.stop()
             cls.mtls.stop()
+            cls.front.close()
         finally:
             cls.stub.stop()
             cls.tmpdir.cleanup()
@@ -74,7 +129,7 @@ class Tls(unittest.TestCase):
         with socket.create_connection(("127.0.0.1", port), timeout=3) as raw:
             with ctx.wrap_socket(raw, server_hostname=hostname) as s:
                 version = s.version()
-                s.sendall(b"GET " + CITIZEN + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n")
+                s.sendall(b"GET " + CITIZEN + b" HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer lg_test-core-token\r\nConnection: close\r\n\r\n")
                 data = b""
                 while True:
                     chunk = s.recv(65536)
@@ -124,7 +179,7 @@ class Tls(unittest.TestCase):
 
     def test_h13_plain_http_on_tls_port_closes_cleanly(self):
         with socket.create_connection(("127.0.0.1", self.gw.port), timeout=3) as s:
-            s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\n\r\n")
+            s.sendall(b"GET / HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer lg_test-core-token\r\n\r\n")
             try:
                 data = s.recv(100)
             except ConnectionResetError:
@@ -160,8 +215,8 @@ class Tls(unittest.TestCase):
             self.assertLess(took, 3)
 
     def upstream_tls_gateway(self, upstream):
-        cfg = {"upstream": dict({"url": "https://localhost:%d" % self.gw.port}, **upstream)}
-        return Gateway(self.d, self.gw.port, cfg)
+        cfg = {"upstream": dict({"url": "https://localhost:%d" % self.front.port}, **upstream)}
+        return Gateway(self.d, self.stub.port, cfg)
 
     def test_upstream_tls_verified(self):
         b = self.upstream_tls_gateway({"ca_file": os.path.join(self.d, "ca.crt")})

@@ -40,7 +40,7 @@ class UpstreamFaults(GatewayTestCase):
 
     def test_c7_interim_100_absorbed_and_101_refused(self):
         finals, interim, _ = exchange(self.gw.port, b"GET " + CITIZEN.encode() +
-                                      b" HTTP/1.1\r\nHost: a\r\nX-Stub-Mode: interim-100\r\n\r\n")
+                                      b" HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer lg_test-core-token\r\nX-Stub-Mode: interim-100\r\n\r\n")
         self.assertEqual([r.status for r in finals], [200])
         self.assertEqual(interim, [])
         self.assertEqual(get(self.gw.port, CITIZEN, {"X-Stub-Mode": "status-101"}).status, 502)
@@ -73,7 +73,7 @@ class UpstreamFaults(GatewayTestCase):
     def test_client_keepalive_serves_many_requests_on_one_connection(self):
         s = socket.create_connection(("127.0.0.1", self.gw.port), timeout=3)
         for i in range(10):
-            finals, _, closed = exchange(self.gw.port, b"GET " + CITIZEN.encode() + b" HTTP/1.1\r\nHost: a\r\n\r\n", sock=s)
+            finals, _, closed = exchange(self.gw.port, b"GET " + CITIZEN.encode() + b" HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer lg_test-core-token\r\n\r\n", sock=s)
             self.assertEqual(finals[0].status, 200)
             self.assertEqual(finals[0].header("connection"), "keep-alive")
             self.assertFalse(closed)

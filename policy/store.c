@@ -1,0 +1,670 @@
+/* The per-worker quota store over hiredis async + libevent. hiredis 0.14 has no timeouts, so
+ * every connect and every command has its own timer; a stuck context is torn down from a timer
+ * or a deferred event, never from inside one of its own callbacks. Every command's privdata is
+ * a quota_op that outlives its requester: a cancelled or timed-out op stays allocated until
+ * hiredis hands its reply (or NULL, on teardown) back, so a late reply never reaches another
+ * request. */
+#include "policy/store.h"
+
+#include <event2/event.h>
+#include <hiredis/adapters/libevent.h>
+#include <hiredis/async.h>
+#include <hiredis/hiredis.h>
+#include <openssl/sha.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "common/log.h"
+#include "common/util.h"
+
+/* KEYS[1] suspension flag, KEYS[2] last use, KEYS[2+i] counter i.
+ * ARGV[1] now (ms) or 0 for Redis TIME, ARGV[2] member, ARGV[3..6] local day starts,
+ * ARGV[7..9] day ids, ARGV[10] n, then per counter: kind ("m"/"d"), limit, field.
+ * Returns {1, now, reason} suspended, {3, now} clock outside the days given, or
+ * {0|2, now, day, used_1, reset_1, over_1, ...} admitted (0) or refused (2). */
+static const char quota_script[] =
+    "local now\n"
+    "if ARGV[1] == '0' then\n"
+    "  local t = redis.call('TIME')\n"
+    "  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "else now = tonumber(ARGV[1]) end\n"
+    "local s = redis.call('GET', KEYS[1])\n"
+    "if s then return {1, now, s} end\n"
+    "local day, dayend\n"
+    "for i = 0, 2 do\n"
+    "  local a, b = tonumber(ARGV[3 + i]), tonumber(ARGV[4 + i])\n"
+    "  if now >= a and now < b then day = ARGV[7 + i]; dayend = b end\n"
+    "end\n"
+    "if not day then return {3, now} end\n"
+    "local n = tonumber(ARGV[10])\n"
+    "local out = {0, now, tonumber(day)}\n"
+    "local over = false\n"
+    "for i = 1, n do\n"
+    "  local b = 10 + (i - 1) * 3\n"
+    "  local kind, limit, field, key = ARGV[b + 1], tonumber(ARGV[b + 2]), ARGV[b + 3], KEYS[2 + i]\n"
+    "  local used, reset\n"
+    "  if kind == 'm' then\n"
+    "    redis.call('ZREMRANGEBYSCORE', key, '-inf', now - 60000)\n"
+    "    used = redis.call('ZCARD', key)\n"
+    "    local idx = 0\n"
+    "    if used >= limit then idx = used - limit end\n"
+    "    if used > 0 and limit > 0 then\n"
+    "      local e = redis.call('ZRANGE', key, idx, idx, 'WITHSCORES')\n"
+    "      reset = tonumber(e[2]) + 60000 - now\n"
+    "    else reset = 60000 end\n"
+    "  else\n"
+    "    local r = redis.call('HMGET', key, 'id', field)\n"
+    "    used = 0\n"
+    "    if r[1] == day then used = tonumber(r[2]) or 0 end\n"
+    "    reset = dayend - now\n"
+    "  end\n"
+    "  local o = 0\n"
+    "  if used >= limit then o = 1; over = true end\n"
+    "  out[#out + 1] = used; out[#out + 1] = reset; out[#out + 1] = o\n"
+    "end\n"
+    "if over then out[1] = 2; return out end\n"
+    "for i = 1, n do\n"
+    "  local b = 10 + (i - 1) * 3\n"
+    "  local kind, field, key = ARGV[b + 1], ARGV[b + 3], KEYS[2 + i]\n"
+    "  if kind == 'm' then\n"
+    "    redis.call('ZADD', key, now, ARGV[2])\n"
+    "    redis.call('PEXPIRE', key, 61000)\n"
+    "  else\n"
+    "    if redis.call('HGET', key, 'id') ~= day then\n"
+    "      redis.call('DEL', key)\n"
+    "      redis.call('HSET', key, 'id', day)\n"
+    "    end\n"
+    "    redis.call('HINCRBY', key, field, 1)\n"
+    "    redis.call('PEXPIREAT', key, dayend + 3600000)\n"
+    "  end\n"
+    "  out[1 + i * 3] = out[1 + i * 3] + 1\n"
+    "end\n"
+    "redis.call('SET', KEYS[2], now, 'PX', 34560000000)\n"
+    "return out\n";
+
+enum store_state {
+    STORE_DOWN,       /* waiting for the retry timer */
+    STORE_DISCOVERY,  /* asking a Sentinel for the primary */
+    STORE_CONNECTING, /* TCP connect, AUTH, SELECT, ROLE in progress */
+    STORE_READY,      /* connected to a primary */
+};
+
+static const char *const store_state_text[] = {"down", "discovery", "connecting", "ready"};
+
+struct quota_store {
+    struct event_base *base;
+    const struct cfg_store *cfg;
+    struct quota_mem *mem;         /* memory backend and local fallback (process-wide) */
+    enum store_state state;
+    redisAsyncContext *ac;         /* data connection, or NULL */
+    redisAsyncContext *sac;        /* Sentinel query connection, or NULL */
+    size_t sentinel_idx;           /* next Sentinel to ask */
+    char host[256];                /* primary being used */
+    int port;
+    struct event *conn_timer;      /* connect / discovery deadline */
+    struct event *retry_timer;     /* next connection attempt */
+    struct event *reset_ev;        /* deferred teardown (never inside a hiredis callback) */
+    int attempts;                  /* failed attempts since the last success */
+    int inflight;                  /* ops with a reply outstanding */
+    char sha[41];                  /* SHA-1 of the script */
+    struct quota_store_stats stats;
+    char last_error[160];
+};
+
+struct quota_op {
+    struct quota_store *s;
+    quota_done_fn *cb;           /* NULL once answered or cancelled */
+    void *arg;
+    struct event *timer;
+    struct quota_plan plan;      /* copy: needed for EVAL after NOSCRIPT and the fallback */
+    int64_t t0_us;
+    int tried_eval;
+};
+
+static void store_connect(struct quota_store *s);
+static void schedule_reset(struct quota_store *s, const char *why);
+
+/* --- completion ------------------------------------------------------------------------ */
+
+/* Delivers res (or, for a store error, the fallback's decision) to the requester. */
+static void deliver(struct quota_store *s, quota_done_fn *cb, void *arg,
+                    const struct quota_plan *pl, struct quota_result *res)
+{
+    if (res->outcome == QUOTA_STORE_ERROR) {
+        if (s->cfg->fail_local) {
+            char why[160];
+            snprintf(why, sizeof why, "%s", res->reason);
+            int64_t us = res->store_us;
+            quota_mem_admit(s->mem, pl, s->cfg->instances, res);
+            res->degraded = 1;
+            res->store_us = us;
+            snprintf(res->reason, sizeof res->reason, "%s", why);
+            s->stats.degraded++;
+        } else {
+            s->stats.denied++;
+        }
+    }
+    cb(arg, res);
+}
+
+static void fail_now(struct quota_store *s, const struct quota_plan *pl, quota_done_fn *cb,
+                     void *arg, const char *why)
+{
+    struct quota_result res;
+    memset(&res, 0, sizeof res);
+    res.outcome = QUOTA_STORE_ERROR;
+    res.n = pl->n;
+    snprintf(res.reason, sizeof res.reason, "%s", why);
+    deliver(s, cb, arg, pl, &res);
+}
+
+static void op_finish(struct quota_op *op, struct quota_result *res)
+{
+    quota_done_fn *cb = op->cb;
+    op->cb = NULL;
+    if (cb == NULL)
+        return;
+    res->store_us = now_mono_us() - op->t0_us;
+    deliver(op->s, cb, op->arg, &op->plan, res);
+}
+
+static void op_fail(struct quota_op *op, const char *why)
+{
+    struct quota_result res;
+    memset(&res, 0, sizeof res);
+    res.outcome = QUOTA_STORE_ERROR;
+    res.n = op->plan.n;
+    snprintf(res.reason, sizeof res.reason, "%s", why);
+    op_finish(op, &res);
+}
+
+static void op_free(struct quota_op *op)
+{
+    event_free(op->timer);
+    free(op);
+}
+
+/* --- the script reply ------------------------------------------------------------------ */
+
+static int int_at(const redisReply *r, size_t i, long long *v)
+{
+    if (i >= r->elements || r->element[i]->type != REDIS_REPLY_INTEGER)
+        return -1;
+    *v = r->element[i]->integer;
+    return 0;
+}
+
+/* Parses the script's reply into res; -1 if it is not the shape the script returns. */
+static int parse_reply(const redisReply *r, const struct quota_plan *pl, struct quota_result *res)
+{
+    long long st, now, v;
+    memset(res, 0, sizeof *res);
+    res->n = pl->n;
+    if (r->type != REDIS_REPLY_ARRAY || int_at(r, 0, &st) || int_at(r, 1, &now))
+        return -1;
+    res->now_ms = now;
+    if (st == 1) {
+        if (r->elements != 3 || r->element[2]->type != REDIS_REPLY_STRING)
+            return -1;
+        res->outcome = QUOTA_SUSPENDED;
+        snprintf(res->reason, sizeof res->reason, "%.*s", (int)r->element[2]->len,
+                 r->element[2]->str);
+        return 0;
+    }
+    if (st == 3) {
+        res->outcome = QUOTA_STORE_ERROR;
+        snprintf(res->reason, sizeof res->reason, "store clock outside the expected local days");
+        return 0;
+    }
+    if ((st != 0 && st != 2) || r->elements != 3 + 3 * (size_t)pl->n || int_at(r, 2, &v))
+        return -1;
+    res->day = (int32_t)v;
+    for (int i = 0; i < pl->n; i++) {
+        long long used, reset, over;
+        if (int_at(r, 3 + 3 * (size_t)i, &used) || int_at(r, 4 + 3 * (size_t)i, &reset) ||
+            int_at(r, 5 + 3 * (size_t)i, &over) || used < 0 || used > 2000000000)
+            return -1;
+        res->c[i].used = (int)used;
+        res->c[i].reset_ms = reset;
+        res->c[i].over = over != 0;
+        res->c[i].limit = pl->checks[i].limit;
+    }
+    res->outcome = st == 0 ? QUOTA_ADMITTED : QUOTA_EXCEEDED;
+    return 0;
+}
+
+static int send_script(struct quota_op *op, int eval);
+
+static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct quota_op *op = privdata;
+    struct quota_store *s = op->s;
+    redisReply *reply = r;
+    (void)ac;
+    if (reply == NULL) { /* connection gone: teardown or error */
+        s->inflight--;
+        if (op->cb)
+            s->stats.errors++;
+        op_fail(op, "connection to the quota store lost");
+        op_free(op);
+        return;
+    }
+    if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
+        !op->tried_eval && op->cb) {
+        op->tried_eval = 1;
+        if (send_script(op, 1) == 0)
+            return; /* the same op waits for the EVAL reply */
+    }
+    s->inflight--;
+    struct quota_result res;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        s->stats.errors++;
+        char why[160];
+        snprintf(why, sizeof why, "quota store error: %.100s", reply->str);
+        if (op->cb)
+            log_warn("quota store %s:%d: %s", s->host, s->port, reply->str);
+        op_fail(op, why);
+        if (strncmp(reply->str, "READONLY", 8) == 0 || strncmp(reply->str, "NOAUTH", 6) == 0 ||
+            strncmp(reply->str, "WRONGPASS", 9) == 0)
+            schedule_reset(s, reply->str);
+    } else if (parse_reply(reply, &op->plan, &res) != 0) {
+        s->stats.errors++;
+        op_fail(op, "unexpected reply from the quota store");
+    } else {
+        op_finish(op, &res);
+    }
+    op_free(op);
+}
+
+static void op_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct quota_op *op = arg;
+    struct quota_store *s = op->s;
+    (void)fd;
+    (void)what;
+    s->stats.timeouts++;
+    op_fail(op, "quota store did not answer in time");
+    /* A command that does not come back means a stuck connection: tear it down; hiredis
+     * then hands this op (and every other pending one) back with a NULL reply. */
+    schedule_reset(s, "command timeout");
+}
+
+static int send_script(struct quota_op *op, int eval)
+{
+    struct quota_store *s = op->s;
+    const struct quota_plan *pl = &op->plan;
+    const char *argv[64];
+    size_t argl[64];
+    char nums[40][24];
+    int argc = 0, ni = 0;
+#define ARG(str) (argv[argc] = (str), argl[argc] = strlen(argv[argc]), argc++)
+#define NUM(v) (snprintf(nums[ni], sizeof nums[ni], "%lld", (long long)(v)), ARG(nums[ni++]))
+    ARG(eval ? "EVAL" : "EVALSHA");
+    ARG(eval ? quota_script : s->sha);
+    NUM(2 + pl->n);
+    ARG(pl->susp_key);
+    ARG(pl->last_key);
+    for (int i = 0; i < pl->n; i++)
+        ARG(pl->checks[i].key);
+    NUM(pl->now_ms);
+    ARG(pl->member);
+    for (int i = 0; i < 4; i++)
+        NUM(pl->days.start_ms[i]);
+    for (int i = 0; i < 3; i++)
+        NUM(pl->days.id[i]);
+    NUM(pl->n);
+    for (int i = 0; i < pl->n; i++) {
+        ARG(pl->checks[i].kind == QUOTA_MINUTE ? "m" : "d");
+        NUM(pl->checks[i].limit);
+        ARG(pl->checks[i].field);
+    }
+#undef ARG
+#undef NUM
+    if (redisAsyncCommandArgv(s->ac, reply_cb, op, argc, argv, argl) != REDIS_OK)
+        return -1;
+    return 0;
+}
+
+/* --- connection management ------------------------------------------------------------- */
+
+static void set_state(struct quota_store *s, enum store_state st)
+{
+    if (s->state != st)
+        log_debug("quota store: %s -> %s", store_state_text[s->state], store_state_text[st]);
+    s->state = st;
+}
+
+static void schedule_retry(struct quota_store *s)
+{
+    int lo = s->cfg->reconnect_min_ms, hi = s->cfg->reconnect_max_ms;
+    int64_t d = lo;
+    for (int i = 0; i < s->attempts && d < hi; i++)
+        d *= 2;
+    if (d > hi)
+        d = hi;
+    unsigned r;
+    random_bytes(&r, sizeof r);
+    d = d / 2 + (int64_t)(r % (unsigned)(d / 2 + 1)); /* jitter: [d/2, d] */
+    s->attempts++;
+    set_state(s, STORE_DOWN);
+    struct timeval tv = {(time_t)(d / 1000), (suseconds_t)(d % 1000) * 1000};
+    evtimer_add(s->retry_timer, &tv);
+}
+
+/* Frees the contexts now. Must not run inside a hiredis callback of those contexts. */
+static void teardown(struct quota_store *s)
+{
+    evtimer_del(s->conn_timer);
+    redisAsyncContext *ac = s->ac, *sac = s->sac;
+    s->ac = NULL;
+    s->sac = NULL;
+    if (sac)
+        redisAsyncFree(sac);
+    if (ac)
+        redisAsyncFree(ac); /* pending ops come back through reply_cb with NULL */
+}
+
+static void reset_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct quota_store *s = arg;
+    (void)fd;
+    (void)what;
+    teardown(s);
+    schedule_retry(s);
+}
+
+static void schedule_reset(struct quota_store *s, const char *why)
+{
+    if (s->state == STORE_DOWN && s->ac == NULL && s->sac == NULL)
+        return;
+    if (s->state == STORE_READY || s->state == STORE_CONNECTING)
+        log_warn("quota store %s:%d: %s; reconnecting", s->host, s->port, why);
+    snprintf(s->last_error, sizeof s->last_error, "%s", why);
+    set_state(s, STORE_DOWN);
+    event_active(s->reset_ev, EV_TIMEOUT, 0);
+}
+
+static void conn_timer_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct quota_store *s = arg;
+    (void)fd;
+    (void)what;
+    log_warn("quota store: %s timed out", s->state == STORE_DISCOVERY ? "Sentinel query"
+                                                                      : "connection");
+    snprintf(s->last_error, sizeof s->last_error, "connect timeout");
+    teardown(s);
+    schedule_retry(s);
+}
+
+static void retry_cb(evutil_socket_t fd, short what, void *arg)
+{
+    (void)fd;
+    (void)what;
+    store_connect(arg);
+}
+
+static void connect_cb(const redisAsyncContext *ac, int status)
+{
+    struct quota_store *s = ac->data;
+    if (s == NULL || ac != s->ac)
+        return;
+    if (status != REDIS_OK) {
+        /* hiredis frees ac after this callback */
+        snprintf(s->last_error, sizeof s->last_error, "connect: %s", ac->errstr);
+        log_warn("quota store %s:%d: cannot connect: %s", s->host, s->port, ac->errstr);
+        s->ac = NULL;
+        evtimer_del(s->conn_timer);
+        schedule_retry(s);
+    }
+}
+
+static void disconnect_cb(const redisAsyncContext *ac, int status)
+{
+    struct quota_store *s = ac->data;
+    if (s == NULL || ac != s->ac)
+        return; /* a context we tore down ourselves */
+    log_warn("quota store %s:%d: connection lost%s%s", s->host, s->port,
+             status == REDIS_OK ? "" : ": ", status == REDIS_OK ? "" : ac->errstr);
+    snprintf(s->last_error, sizeof s->last_error, "connection lost");
+    s->ac = NULL;
+    evtimer_del(s->conn_timer);
+    schedule_retry(s);
+}
+
+/* The reply to ROLE: only a primary may count. */
+static void role_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct quota_store *s = privdata;
+    redisReply *reply = r;
+    if (reply == NULL || ac != s->ac)
+        return;
+    if (reply->type == REDIS_REPLY_ERROR) {
+        schedule_reset(s, reply->str);
+        return;
+    }
+    if (reply->type != REDIS_REPLY_ARRAY || reply->elements < 1 ||
+        reply->element[0]->type != REDIS_REPLY_STRING) {
+        schedule_reset(s, "unexpected reply to ROLE");
+        return;
+    }
+    if (strcmp(reply->element[0]->str, "master") != 0) {
+        schedule_reset(s, "the server is not a primary");
+        return;
+    }
+    evtimer_del(s->conn_timer);
+    s->attempts = 0;
+    s->last_error[0] = '\0';
+    set_state(s, STORE_READY);
+    log_info("quota store %s:%d: ready", s->host, s->port);
+}
+
+/* AUTH / SELECT replies: an error means the connection is not usable. */
+static void setup_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct quota_store *s = privdata;
+    redisReply *reply = r;
+    if (reply && ac == s->ac && reply->type == REDIS_REPLY_ERROR)
+        schedule_reset(s, reply->str);
+}
+
+static void open_data(struct quota_store *s)
+{
+    struct timeval tv = {s->cfg->connect_timeout_ms / 1000,
+                         (s->cfg->connect_timeout_ms % 1000) * 1000};
+    s->stats.reconnects++;
+    set_state(s, STORE_CONNECTING);
+    redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
+    if (ac == NULL || ac->err) {
+        snprintf(s->last_error, sizeof s->last_error, "connect: %s", ac ? ac->errstr : "oom");
+        if (ac)
+            redisAsyncFree(ac);
+        schedule_retry(s);
+        return;
+    }
+    ac->data = s;
+    s->ac = ac;
+    redisLibeventAttach(ac, s->base);
+    redisAsyncSetConnectCallback(ac, connect_cb);
+    redisAsyncSetDisconnectCallback(ac, disconnect_cb);
+    if (s->cfg->password)
+        redisAsyncCommand(ac, setup_cb, s, "AUTH %s", s->cfg->password);
+    if (s->cfg->db)
+        redisAsyncCommand(ac, setup_cb, s, "SELECT %d", s->cfg->db);
+    redisAsyncCommand(ac, setup_cb, s, "SCRIPT LOAD %s", quota_script);
+    redisAsyncCommand(ac, role_cb, s, "ROLE");
+    evtimer_add(s->conn_timer, &tv);
+}
+
+static void sentinel_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct quota_store *s = privdata;
+    redisReply *reply = r;
+    if (reply == NULL || ac != s->sac)
+        return;
+    s->sac = NULL;
+    redisAsyncDisconnect(ac); /* allowed here: hiredis defers it until callbacks are done */
+    evtimer_del(s->conn_timer);
+    if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
+        reply->element[0]->type == REDIS_REPLY_STRING &&
+        reply->element[1]->type == REDIS_REPLY_STRING && reply->element[0]->len < sizeof s->host) {
+        snprintf(s->host, sizeof s->host, "%s", reply->element[0]->str);
+        s->port = atoi(reply->element[1]->str);
+        open_data(s);
+        return;
+    }
+    log_warn("quota store: Sentinel %s does not know the primary \"%s\"",
+             s->cfg->sentinels[(s->sentinel_idx + s->cfg->nsentinels - 1) % s->cfg->nsentinels],
+             s->cfg->master_name);
+    snprintf(s->last_error, sizeof s->last_error, "Sentinel has no primary");
+    schedule_retry(s);
+}
+
+static void sentinel_connect_cb(const redisAsyncContext *ac, int status)
+{
+    struct quota_store *s = ac->data;
+    if (s == NULL || ac != s->sac || status == REDIS_OK)
+        return;
+    s->sac = NULL; /* hiredis frees it */
+    evtimer_del(s->conn_timer);
+    snprintf(s->last_error, sizeof s->last_error, "cannot reach Sentinel");
+    schedule_retry(s);
+}
+
+static void sentinel_disconnect_cb(const redisAsyncContext *ac, int status)
+{
+    struct quota_store *s = ac->data;
+    (void)status;
+    if (s && ac == s->sac) {
+        s->sac = NULL;
+        evtimer_del(s->conn_timer);
+        schedule_retry(s);
+    }
+}
+
+static void store_connect(struct quota_store *s)
+{
+    if (s->cfg->nsentinels == 0) {
+        snprintf(s->host, sizeof s->host, "%s", s->cfg->host);
+        s->port = s->cfg->port;
+        open_data(s);
+        return;
+    }
+    char host[256];
+    int port;
+    const char *addr = s->cfg->sentinels[s->sentinel_idx++ % s->cfg->nsentinels];
+    config_split_hostport(addr, host, sizeof host, &port);
+    set_state(s, STORE_DISCOVERY);
+    s->stats.reconnects++;
+    redisAsyncContext *sac = redisAsyncConnect(host, port);
+    if (sac == NULL || sac->err) {
+        if (sac)
+            redisAsyncFree(sac);
+        schedule_retry(s);
+        return;
+    }
+    sac->data = s;
+    s->sac = sac;
+    redisLibeventAttach(sac, s->base);
+    redisAsyncSetConnectCallback(sac, sentinel_connect_cb);
+    redisAsyncSetDisconnectCallback(sac, sentinel_disconnect_cb);
+    redisAsyncCommand(sac, sentinel_cb, s, "SENTINEL get-master-addr-by-name %s",
+                      s->cfg->master_name);
+    struct timeval tv = {s->cfg->connect_timeout_ms / 1000,
+                         (s->cfg->connect_timeout_ms % 1000) * 1000};
+    evtimer_add(s->conn_timer, &tv);
+}
+
+/* --- public ---------------------------------------------------------------------------- */
+
+static void sha1_hex(const char *s, char out[41]);
+
+struct quota_store *quota_store_new(struct event_base *base, const struct cfg_store *cfg,
+                                    struct quota_mem *mem)
+{
+    struct quota_store *s = xcalloc(1, sizeof *s);
+    s->base = base;
+    s->cfg = cfg;
+    s->mem = mem;
+    s->conn_timer = evtimer_new(base, conn_timer_cb, s);
+    s->retry_timer = evtimer_new(base, retry_cb, s);
+    s->reset_ev = event_new(base, -1, 0, reset_cb, s);
+    sha1_hex(quota_script, s->sha);
+    if (!cfg->memory)
+        store_connect(s);
+    return s;
+}
+
+void quota_store_free(struct quota_store *s)
+{
+    if (s == NULL)
+        return;
+    teardown(s);
+    event_free(s->conn_timer);
+    event_free(s->retry_timer);
+    event_free(s->reset_ev);
+    free(s);
+}
+
+struct quota_op *quota_store_admit(struct quota_store *s, const struct quota_plan *pl,
+                                   quota_done_fn *cb, void *arg)
+{
+    if (s->cfg->memory) {
+        struct quota_result res;
+        quota_mem_admit(s->mem, pl, 1, &res);
+        if (res.outcome == QUOTA_STORE_ERROR)
+            s->stats.denied++;
+        cb(arg, &res);
+        return NULL;
+    }
+    if (s->state != STORE_READY || s->ac == NULL) {
+        fail_now(s, pl, cb, arg, s->last_error[0] ? s->last_error : "quota store not connected");
+        return NULL;
+    }
+    if (s->inflight >= s->cfg->max_in_flight) {
+        fail_now(s, pl, cb, arg, "too many quota decisions in flight");
+        return NULL;
+    }
+    struct quota_op *op = xcalloc(1, sizeof *op);
+    op->s = s;
+    op->cb = cb;
+    op->arg = arg;
+    op->plan = *pl;
+    op->t0_us = now_mono_us();
+    op->timer = evtimer_new(s->base, op_timer_cb, op);
+    if (send_script(op, 0) != 0) {
+        op_free(op);
+        fail_now(s, pl, cb, arg, "cannot send to the quota store");
+        return NULL;
+    }
+    s->inflight++;
+    s->stats.commands++;
+    struct timeval tv = {s->cfg->command_timeout_ms / 1000,
+                         (s->cfg->command_timeout_ms % 1000) * 1000};
+    evtimer_add(op->timer, &tv);
+    return op;
+}
+
+void quota_op_cancel(struct quota_op *op)
+{
+    if (op)
+        op->cb = NULL; /* freed when hiredis hands it back */
+}
+
+int quota_store_ready(const struct quota_store *s)
+{
+    return s->cfg->memory || s->state == STORE_READY;
+}
+
+const struct quota_store_stats *quota_store_stats(const struct quota_store *s)
+{
+    return &s->stats;
+}
+
+static void sha1_hex(const char *str, char out[41])
+{
+    unsigned char md[SHA_DIGEST_LENGTH];
+    SHA1((const unsigned char *)str, strlen(str), md);
+    for (int i = 0; i < SHA_DIGEST_LENGTH; i++)
+        snprintf(out + 2 * i, 3, "%02x", md[i]);
+}
