@@ -44,6 +44,99 @@ def wait_port(port, proc=None, timeout=10.0):
     raise RuntimeError("port %d did not open" % port)
 
 
+def resp_encode(args):
+    out = b"*%d\r\n" % len(args)
+    for a in args:
+        a = a if isinstance(a, bytes) else str(a).encode()
+        out += b"$%d\r\n%s\r\n" % (len(a), a)
+    return out
+
+
+def resp_read(f):
+    line = f.readline()
+    if not line:
+        raise ConnectionError("redis closed the connection")
+    kind, rest = line[:1], line[1:-2]
+    if kind == b"+":
+        return rest.decode()
+    if kind == b"-":
+        return RedisError(rest.decode())
+    if kind == b":":
+        return int(rest)
+    if kind == b"$":
+        n = int(rest)
+        if n < 0:
+            return None
+        data = f.read(n + 2)[:-2]
+        return data.decode(errors="replace")
+    if kind == b"*":
+        n = int(rest)
+        return None if n < 0 else [resp_read(f) for _ in range(n)]
+    raise ValueError("bad RESP line %r" % line)
+
+
+class RedisError(str):
+    """An error reply (returned, not raised, so tests can assert on it)."""
+
+
+class Redis:
+    """A real redis-server on a free loopback port, with a minimal RESP client."""
+
+    def __init__(self, tmp, port=None, args=()):
+        self.tmp = tmp
+        self.port = port or free_port()
+        self.args = list(args)
+        self.start()
+
+    def start(self):
+        self.log = os.path.join(self.tmp, "redis-%d.log" % self.port)
+        self.proc = subprocess.Popen(
+            ["redis-server", "--port", str(self.port), "--bind", "127.0.0.1", "--save", "",
+             "--appendonly", "no", "--dir", self.tmp, "--logfile", self.log] + self.args,
+            stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        wait_port(self.port, self.proc)
+
+    def cmd(self, *args, timeout=5.0):
+        with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
+            s.sendall(resp_encode(args))
+            return resp_read(s.makefile("rb"))
+
+    def state(self, now_ms=None):
+        """Every key with its value, for before/after comparisons. Sorted-set entries older
+        than the 60 s window at now_ms are left out (trimming them changes no count)."""
+        out = {}
+        for k in sorted(self.cmd("KEYS", "*")):
+            t = self.cmd("TYPE", k)
+            if t == "zset":
+                lo = "(%d" % (now_ms - 60000) if now_ms is not None else "-inf"
+                live = self.cmd("ZRANGEBYSCORE", k, lo, "+inf", "WITHSCORES")
+                if live:
+                    out[k] = live
+            elif t == "hash":
+                v = self.cmd("HGETALL", k)
+                out[k] = dict(zip(v[::2], v[1::2]))
+            elif t == "string" and not k.endswith(":last"):
+                out[k] = self.cmd("GET", k)
+        return out
+
+    def signal(self, sig):
+        self.proc.send_signal(sig)
+
+    def stop(self):
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGCONT)
+            self.proc.terminate()
+            try:
+                self.proc.wait(5)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait()
+
+    def kill(self):
+        self.proc.kill()
+        self.proc.wait()
+
+
 class Stub:
     """The upstream stub with its request log."""
 
