@@ -76,7 +76,7 @@ static const char quota_script[] =
     "      redis.call('HSET', key, 'id', day)\n"
     "    end\n"
     "    redis.call('HINCRBY', key, field, 1)\n"
-    "    redis.call('PEXPIREAT', key, dayend + 3600000)\n"
+    "    redis.call('PEXPIRE', key, dayend - now + 3600000)\n"
     "  end\n"
     "  out[1 + i * 3] = out[1 + i * 3] + 1\n"
     "end\n"
