@@ -2,7 +2,7 @@
 # when any is missing. Works as root or through sudo; does nothing when all are present.
 
 LOOKUPGATE_PACKAGES="build-essential cmake pkg-config libevent-dev libssl-dev libhiredis-dev
-libjansson-dev libhttp-parser-dev redis-server python3 openssl curl"
+libjansson-dev libhttp-parser-dev redis-server python3 openssl curl tzdata"
 
 lg_install_packages() {
     local missing="" p

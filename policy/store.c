@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/queue.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -24,6 +25,7 @@
  * Returns {1, now, reason} suspended, {3, now} clock outside the days given, or
  * {0|2, now, day, used_1, reset_1, over_1, ...} admitted (0) or refused (2). */
 static const char quota_script[] =
+    "#!lua\n"
     "local now\n"
     "if ARGV[1] == '0' then\n"
     "  local t = redis.call('TIME')\n"
@@ -92,6 +94,9 @@ enum store_state {
 
 static const char *const store_state_text[] = {"down", "discovery", "connecting", "ready"};
 
+struct quota_op;
+TAILQ_HEAD(op_list, quota_op);
+
 struct quota_store {
     struct event_base *base;
     const struct cfg_store *cfg;
@@ -107,6 +112,8 @@ struct quota_store {
     struct event *reset_ev;        /* deferred teardown (never inside a hiredis callback) */
     int attempts;                  /* failed attempts since the last success */
     int inflight;                  /* ops with a reply outstanding */
+    struct op_list waiting;        /* ops waiting for a connection in progress */
+    int nwaiting;
     char sha[41];                  /* SHA-1 of the script */
     struct quota_store_stats stats;
     char last_error[160];
@@ -120,6 +127,8 @@ struct quota_op {
     struct quota_plan plan;      /* copy: needed for EVAL after NOSCRIPT and the fallback */
     int64_t t0_us;
     int tried_eval;
+    int waiting;                 /* in s->waiting (not yet sent) */
+    TAILQ_ENTRY(quota_op) wlink;
 };
 
 static void store_connect(struct quota_store *s);
@@ -284,6 +293,13 @@ static void op_timer_cb(evutil_socket_t fd, short what, void *arg)
     (void)fd;
     (void)what;
     s->stats.timeouts++;
+    if (op->waiting) { /* never sent: hiredis does not know it */
+        TAILQ_REMOVE(&s->waiting, op, wlink);
+        s->nwaiting--;
+        op_fail(op, "quota store not connected in time");
+        op_free(op);
+        return;
+    }
     op_fail(op, "quota store did not answer in time");
     /* A command that does not come back means a stuck connection: tear it down; hiredis
      * then hands this op (and every other pending one) back with a NULL reply. */
@@ -328,6 +344,36 @@ static int send_script(struct quota_op *op, int eval)
 
 /* --- connection management ------------------------------------------------------------- */
 
+/* The connection became usable: send what waited for it. */
+static void send_waiting(struct quota_store *s)
+{
+    struct quota_op *op;
+    while ((op = TAILQ_FIRST(&s->waiting)) != NULL) {
+        TAILQ_REMOVE(&s->waiting, op, wlink);
+        s->nwaiting--;
+        op->waiting = 0;
+        if (op->cb == NULL || send_script(op, 0) != 0) {
+            op_fail(op, "cannot send to the quota store");
+            op_free(op);
+            continue;
+        }
+        s->inflight++;
+        s->stats.commands++;
+    }
+}
+
+/* The connection attempt failed: what waited for it fails now. */
+static void fail_waiting(struct quota_store *s, const char *why)
+{
+    struct quota_op *op;
+    while ((op = TAILQ_FIRST(&s->waiting)) != NULL) {
+        TAILQ_REMOVE(&s->waiting, op, wlink);
+        s->nwaiting--;
+        op_fail(op, why);
+        op_free(op);
+    }
+}
+
 static void set_state(struct quota_store *s, enum store_state st)
 {
     if (s->state != st)
@@ -348,6 +394,7 @@ static void schedule_retry(struct quota_store *s)
     d = d / 2 + (int64_t)(r % (unsigned)(d / 2 + 1)); /* jitter: [d/2, d] */
     s->attempts++;
     set_state(s, STORE_DOWN);
+    fail_waiting(s, s->last_error[0] ? s->last_error : "quota store not connected");
     struct timeval tv = {(time_t)(d / 1000), (suseconds_t)(d % 1000) * 1000};
     evtimer_add(s->retry_timer, &tv);
 }
@@ -457,6 +504,7 @@ static void role_cb(redisAsyncContext *ac, void *r, void *privdata)
     s->last_error[0] = '\0';
     set_state(s, STORE_READY);
     log_info("quota store %s:%d: ready", s->host, s->port);
+    send_waiting(s);
 }
 
 /* AUTH / SELECT replies: an error means the connection is not usable. */
@@ -589,6 +637,7 @@ struct quota_store *quota_store_new(struct event_base *base, const struct cfg_st
     s->conn_timer = evtimer_new(base, conn_timer_cb, s);
     s->retry_timer = evtimer_new(base, retry_cb, s);
     s->reset_ev = event_new(base, -1, 0, reset_cb, s);
+    TAILQ_INIT(&s->waiting);
     sha1_hex(quota_script, s->sha);
     if (!cfg->memory)
         store_connect(s);
@@ -599,6 +648,7 @@ void quota_store_free(struct quota_store *s)
 {
     if (s == NULL)
         return;
+    fail_waiting(s, "shutting down");
     teardown(s);
     event_free(s->conn_timer);
     event_free(s->retry_timer);
@@ -617,11 +667,12 @@ struct quota_op *quota_store_admit(struct quota_store *s, const struct quota_pla
         cb(arg, &res);
         return NULL;
     }
-    if (s->state != STORE_READY || s->ac == NULL) {
+    int connecting = s->state == STORE_CONNECTING || s->state == STORE_DISCOVERY;
+    if (!connecting && (s->state != STORE_READY || s->ac == NULL)) {
         fail_now(s, pl, cb, arg, s->last_error[0] ? s->last_error : "quota store not connected");
         return NULL;
     }
-    if (s->inflight >= s->cfg->max_in_flight) {
+    if (s->inflight + s->nwaiting >= s->cfg->max_in_flight) {
         fail_now(s, pl, cb, arg, "too many quota decisions in flight");
         return NULL;
     }
@@ -632,6 +683,15 @@ struct quota_op *quota_store_admit(struct quota_store *s, const struct quota_pla
     op->plan = *pl;
     op->t0_us = now_mono_us();
     op->timer = evtimer_new(s->base, op_timer_cb, op);
+    struct timeval tv = {s->cfg->command_timeout_ms / 1000,
+                         (s->cfg->command_timeout_ms % 1000) * 1000};
+    evtimer_add(op->timer, &tv);
+    if (connecting) { /* a connection is being made: wait for it, within the timeout */
+        op->waiting = 1;
+        TAILQ_INSERT_TAIL(&s->waiting, op, wlink);
+        s->nwaiting++;
+        return op;
+    }
     if (send_script(op, 0) != 0) {
         op_free(op);
         fail_now(s, pl, cb, arg, "cannot send to the quota store");
@@ -639,9 +699,6 @@ struct quota_op *quota_store_admit(struct quota_store *s, const struct quota_pla
     }
     s->inflight++;
     s->stats.commands++;
-    struct timeval tv = {s->cfg->command_timeout_ms / 1000,
-                         (s->cfg->command_timeout_ms % 1000) * 1000};
-    evtimer_add(op->timer, &tv);
     return op;
 }
 

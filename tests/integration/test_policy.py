@@ -87,7 +87,8 @@ class PolicyGateway(unittest.TestCase):
         with open(cls.POLICY) as f:
             cls.policy = json.load(f)
         cfg = {"workers": 2, "store": {"backend": "redis", "address": "127.0.0.1:%d" % cls.redis.port,
-                                        "clock": "test"}}
+                                        "clock": "test", "command_timeout_ms": 3000,
+                                        "connect_timeout_ms": 3000}}
         cls.gw = Gateway(cls.tmp, cls.stub.port, dict(cfg, **cls.CONFIG), policy=cls.policy)
 
     @classmethod

@@ -80,7 +80,9 @@ class Quota(unittest.TestCase):
             self.tmpdir.cleanup()
 
     def gateway(self, pol, clock="redis", zone=None, store=None, **cfg):
-        c = {"workers": 2, "store": dict({"backend": "redis",
+        # generous timeouts: these tests are about counting, not about a slow store
+        c = {"workers": 2, "store": dict({"backend": "redis", "command_timeout_ms": 3000,
+                                         "connect_timeout_ms": 3000,
                                          "address": "127.0.0.1:%d" % self.redis.port,
                                          "clock": clock}, **(store or {}))}
         if zone:

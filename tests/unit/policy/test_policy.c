@@ -149,6 +149,7 @@ static void test_routes(void)
     CHECK(!route_overlap(&a, &d));
     CHECK(!route_overlap(&b, &d));
     CHECK(!route_overlap(&e, &a));
+    route_free(&d);
     CHECK(route_compile(&d, "/a/{x*}/b", err, sizeof err) != 0);
     CHECK(route_compile(&d, "/a//b", err, sizeof err) != 0);
     CHECK(route_compile(&d, "/a/../b", err, sizeof err) != 0);

@@ -1,0 +1,257 @@
+"""Quota-store faults (SECURITY-CASES E1-E3, E5-E7, E10, E8 Sentinel failover) with a real
+redis-server: no request hangs beyond the timeout, on_store_failure decides ("deny": 503
+quota-store-unavailable with Retry-After, nothing forwarded; "local": a per-instance budget,
+marked degraded), and service comes back by itself when Redis does."""
+
+import os
+import signal
+import socket
+import tempfile
+import threading
+import time
+import unittest
+
+from lgtest import Gateway, Redis, Stub, credential, exchange, free_port, wait_port
+
+CITIZEN = "/api/v1/citizens/079123456789"
+TIMEOUT_MS = 300
+
+
+def policy(per_minute=1000000, per_day=100000000):
+    return {
+        "operations": {"citizen.lookup": {"method": "GET", "path": "/api/v1/citizens/{id}",
+                                          "subject": {"path": "id"}}},
+        "roles": {"r": {"operations": ["citizen.lookup"],
+                        "quota": {"per_minute": per_minute, "per_day": per_day}}},
+        "units": {"u": {}},
+        "accounts": [{"id": "a", "unit": "u", "roles": ["r"],
+                      "credentials": [credential("lg_s-a")]}],
+    }
+
+
+def lookup(port, timeout=10):
+    payload = ("GET %s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n"
+               "Authorization: Bearer lg_s-a\r\n\r\n" % CITIZEN).encode()
+    t = time.time()
+    finals, _, _ = exchange(port, payload, timeout=timeout)
+    r = finals[0] if finals else None
+    if r is not None:
+        r.took = time.time() - t
+    return r
+
+
+def problem(r):
+    return r.json()["type"].rsplit(":", 1)[1] if r.body else None
+
+
+class StoreFaults(unittest.TestCase):
+    def setUp(self):
+        self.tmpdir = tempfile.TemporaryDirectory(prefix="lg-store-")
+        self.tmp = self.tmpdir.name
+        self.stub = Stub(self.tmp)
+        self.stopme = []
+
+    def tearDown(self):
+        try:
+            for p in reversed(self.stopme):
+                p.stop()
+        finally:
+            self.stub.stop()
+            self.tmpdir.cleanup()
+
+    def redis(self, port=None, args=()):
+        r = Redis(self.tmp, port, args)
+        self.stopme.append(r)
+        return r
+
+    def gateway(self, redis_port, pol=None, **store):
+        s = dict({"backend": "redis", "address": "127.0.0.1:%d" % redis_port,
+                  "connect_timeout_ms": TIMEOUT_MS, "command_timeout_ms": TIMEOUT_MS,
+                  "reconnect_min_ms": 20, "reconnect_max_ms": 200}, **store)
+        g = Gateway(self.tmp, self.stub.port, {"workers": 2, "store": s}, policy=pol or policy())
+        self.stopme.append(g)
+        return g
+
+    def assert_denied(self, r):
+        self.assertIsNotNone(r, "no answer")
+        self.assertEqual(r.status, 503, r.body)
+        self.assertEqual(problem(r), "quota-store-unavailable")
+        self.assertEqual(r.header("retry-after"), "1")
+        self.assertLess(r.took, 2.5)
+
+    def wait_ok(self, port, within=5.0, streak=6):
+        """Waits until streak requests in a row are admitted (every worker has its own
+        connection to Redis, and each reconnects on its own back-off)."""
+        deadline = time.time() + within
+        ok = 0
+        while time.time() < deadline:
+            r = lookup(port)
+            ok = ok + 1 if r is not None and r.status == 200 else 0
+            if ok >= streak:
+                return r
+            time.sleep(0.02 if ok else 0.05)
+        self.fail("service did not come back within %.1f s" % within)
+
+    def test_e1_down_at_start_then_recovers(self):
+        port = free_port()
+        gw = self.gateway(port)
+        for _ in range(4):
+            self.assert_denied(lookup(gw.port))
+        self.assertEqual(self.stub.count(), 0)
+        self.redis(port)
+        self.wait_ok(gw.port)
+
+    def test_e2_killed_under_load_then_restarted(self):
+        r = self.redis()
+        gw = self.gateway(r.port)
+        self.wait_ok(gw.port)
+        results, stop = [], threading.Event()
+
+        def load():
+            while not stop.is_set():
+                results.append(lookup(gw.port))
+        ts = [threading.Thread(target=load) for _ in range(4)]
+        for t in ts:
+            t.start()
+        time.sleep(0.3)
+        r.kill()
+        time.sleep(0.5)
+        r.start()
+        time.sleep(0.5)
+        stop.set()
+        for t in ts:
+            t.join(30)
+        self.assertTrue(all(x is not None for x in results), "a request got no answer")
+        self.assertEqual({x.status for x in results} - {200, 503}, set())
+        self.assertIn(503, [x.status for x in results])
+        self.assertLess(max(x.took for x in results), 2.5)
+        self.wait_ok(gw.port)
+
+    def test_e3_hung_redis_times_out_and_no_late_reply_is_misapplied(self):
+        r = self.redis()
+        gw = self.gateway(r.port)
+        self.wait_ok(gw.port)
+        r.signal(signal.SIGSTOP)
+        try:
+            for _ in range(3):
+                self.assert_denied(lookup(gw.port))
+        finally:
+            r.signal(signal.SIGCONT)
+        self.wait_ok(gw.port)
+        # Counts stay consistent: each admitted request sees the next remaining value.
+        rem = []
+        for _ in range(3):
+            x = lookup(gw.port)
+            self.assertEqual(x.status, 200)
+            rem.append(int(x.header("ratelimit").split("r=")[1].split(";")[0]))
+        self.assertEqual(rem, [rem[0], rem[0] - 1, rem[0] - 2])
+        self.assertEqual(int(r.cmd("ZCARD", "lg:{a:a}:m")), 1000000 - rem[-1])
+
+    def test_e5_slow_redis_times_out(self):
+        r = self.redis(args=["--enable-debug-command", "local"])
+        gw = self.gateway(r.port)
+        self.wait_ok(gw.port)
+        t = threading.Thread(target=lambda: r.cmd("DEBUG", "SLEEP", "1"))
+        t.start()
+        time.sleep(0.1)
+        self.assert_denied(lookup(gw.port))
+        t.join()
+        self.wait_ok(gw.port)
+
+    def test_e6_client_kill_is_survived(self):
+        r = self.redis()
+        gw = self.gateway(r.port)
+        self.wait_ok(gw.port)
+        self.assertGreaterEqual(r.cmd("CLIENT", "KILL", "TYPE", "normal"), 1)
+        x = lookup(gw.port)
+        self.assertIn(x.status, (200, 503))
+        self.wait_ok(gw.port)
+
+    def test_e7_noscript_is_retried_with_eval(self):
+        r = self.redis()
+        gw = self.gateway(r.port)
+        self.wait_ok(gw.port)
+        self.assertEqual(r.cmd("SCRIPT", "FLUSH"), "OK")
+        self.assertEqual(lookup(gw.port).status, 200)
+        self.assertEqual(lookup(gw.port).status, 200)
+
+    def test_e7_oom_and_readonly_fail_closed(self):
+        r = self.redis()
+        other = self.redis()
+        gw = self.gateway(r.port)
+        self.wait_ok(gw.port)
+        r.cmd("CONFIG", "SET", "maxmemory-policy", "noeviction")
+        r.cmd("CONFIG", "SET", "maxmemory", "1")
+        self.assert_denied(lookup(gw.port))
+        r.cmd("CONFIG", "SET", "maxmemory", "0")
+        self.wait_ok(gw.port)
+        n = self.stub.count()
+        r.cmd("REPLICAOF", "127.0.0.1", str(other.port))  # a demoted primary
+        self.assert_denied(lookup(gw.port))
+        time.sleep(0.3)
+        self.assert_denied(lookup(gw.port))  # reconnected, ROLE says replica: still refused
+        self.assertEqual(self.stub.count(), n)
+        r.cmd("REPLICAOF", "NO", "ONE")
+        self.wait_ok(gw.port)
+
+    def test_e7_noauth(self):
+        r = self.redis(args=["--requirepass", "s3cret"])
+        gw = self.gateway(r.port)
+        self.assert_denied(lookup(gw.port))
+        pw = os.path.join(self.tmp, "redis.pw")
+        with open(pw, "w") as f:
+            f.write("s3cret\n")
+        gw2 = self.gateway(r.port, password_file=pw)
+        self.wait_ok(gw2.port)
+
+    def test_e10_restart_with_empty_dataset_resets_counts(self):
+        r = self.redis()
+        gw = self.gateway(r.port, pol=policy(per_minute=3))
+        self.wait_ok(gw.port, streak=1)
+        got = [lookup(gw.port).status for _ in range(3)]
+        self.assertEqual(got, [200, 200, 429])
+        r.stop()
+        r.start()  # no persistence: counters are gone (documented: enable AOF to keep days)
+        self.wait_ok(gw.port, streak=1)
+        self.assertEqual(int(r.cmd("ZCARD", "lg:{a:a}:m")), 1)
+
+    def test_local_fallback_budget(self):
+        gw = self.gateway(free_port(), pol=policy(per_minute=10), on_store_failure="local",
+                          instances=2)
+        got = [lookup(gw.port).status for _ in range(8)]
+        self.assertEqual(got, [200] * 5 + [429] * 3)
+        self.assertEqual(self.stub.count(), 5)
+        self.assertIn(b"admitted by the local fallback", gw.log_text())
+
+    def test_e8_sentinel_failover(self):
+        a = self.redis()
+        b = self.redis(args=["--replicaof", "127.0.0.1", str(a.port)])
+        sport = free_port()
+        conf = os.path.join(self.tmp, "sentinel.conf")
+        with open(conf, "w") as f:
+            f.write("port %d\nbind 127.0.0.1\nsentinel monitor lg 127.0.0.1 %d 1\n"
+                    "sentinel down-after-milliseconds lg 300\nsentinel failover-timeout lg 2000\n"
+                    % (sport, a.port))
+        import subprocess
+        sent = subprocess.Popen(["redis-server", conf, "--sentinel"],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        try:
+            wait_port(sport, sent)
+            gw = self.gateway(0, sentinels=["127.0.0.1:%d" % sport], master_name="lg",
+                              address="127.0.0.1:1")
+            self.wait_ok(gw.port)
+            deadline = time.time() + 10
+            while time.time() < deadline and int(b.cmd("INFO", "replication").split(
+                    "master_link_status:")[1][:2] == "up") == 0:
+                time.sleep(0.1)
+            a.kill()
+            self.wait_ok(gw.port, within=20)
+            self.assertEqual(b.cmd("ROLE")[0], "master")
+            self.assertGreater(int(b.cmd("EXISTS", "lg:{a:a}:m")), 0)
+        finally:
+            sent.terminate()
+            sent.wait(5)
+
+
+if __name__ == "__main__":
+    unittest.main()
