@@ -1,6 +1,8 @@
 #!/usr/bin/env bash
-# Installs what is missing, builds, and runs the stub upstream and lookupgate on loopback in the
-# foreground until Ctrl-C, printing curl lines to try.
+# Installs what is missing, builds, and runs a private redis-server, the stub upstream and
+# lookupgate with the example policy on loopback in the foreground until Ctrl-C, printing curl
+# lines to try. The demo credentials' dates are set to today (the example policy's fixed dates
+# would otherwise expire); the tokens are the documented demo tokens.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/deps.sh
@@ -11,7 +13,8 @@ cmake --build build -j"$(nproc)" >/dev/null
 
 DEMO_DIR=${DEMO_DIR:-demo}
 mkdir -p "$DEMO_DIR"
-for port in 8080 9000; do
+REDIS_PORT=${REDIS_PORT:-6380}
+for port in 8080 9000 "$REDIS_PORT"; do
     if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
         echo "port $port on 127.0.0.1 is in use; stop what is listening there first" >&2
         exit 1
@@ -25,10 +28,30 @@ cleanup() {
 }
 trap cleanup EXIT INT TERM
 
+# The runtime config and policy: the examples, with the demo Redis port and today's dates.
+python3 - "$DEMO_DIR" "$REDIS_PORT" <<'PY'
+import datetime, json, os, sys
+d, port = sys.argv[1], int(sys.argv[2])
+cfg = json.load(open("deploy/lookupgate.example.json"))
+cfg["policy"] = "policy.json"
+cfg["store"]["address"] = "127.0.0.1:%d" % port
+json.dump(cfg, open(os.path.join(d, "lookupgate.json"), "w"), indent=2)
+pol = json.load(open("deploy/policy.example.json"))
+today = datetime.date.today()
+for a in pol["accounts"]:
+    for c in a["credentials"]:
+        c["issued"] = (today - datetime.timedelta(days=1)).isoformat()
+        c["expires"] = (today + datetime.timedelta(days=80)).isoformat()
+json.dump(pol, open(os.path.join(d, "policy.json"), "w"), indent=2, ensure_ascii=False)
+PY
+
+redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
+    --dir "$PWD/$DEMO_DIR" --logfile "$PWD/$DEMO_DIR/redis.log" &
+pids+=($!)
 ./build/upstream-stub --host 127.0.0.1 --port 9000 2>"$DEMO_DIR/upstream-stub.log" &
 pids+=($!)
-./build/lookupgate -t -c deploy/lookupgate.example.json
-./build/lookupgate -c deploy/lookupgate.example.json 2> >(tee "$DEMO_DIR/lookupgate.log" >&2) &
+./build/lookupgate -t -c "$DEMO_DIR/lookupgate.json"
+./build/lookupgate -c "$DEMO_DIR/lookupgate.json" 2> >(tee "$DEMO_DIR/lookupgate.log" >&2) &
 pids+=($!)
 for _ in $(seq 50); do
     (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && break
@@ -37,23 +60,42 @@ done
 
 cat <<'TXT'
 
-lookupgate is running on http://127.0.0.1:8080 in front of the stub upstream on 127.0.0.1:9000.
+lookupgate is running on http://127.0.0.1:8080 in front of the stub upstream on 127.0.0.1:9000,
+with quotas counted in the demo redis-server on 127.0.0.1:6380. Demo accounts (tokens are not
+secret; see deploy/policy.example.json):
+  demo.xuly      Bearer lg_demo-xuly-not-a-secret      citizen.lookup + citizen.verify, 10/min, 100/day
+  demo.tiepnhan  Bearer lg_demo-tiepnhan-not-a-secret  citizen.verify only,              5/min, 20/day
 Try, in another terminal:
 
-  # a citizen lookup, forwarded to the upstream (note the X-Request-Id header)
-  curl -si http://127.0.0.1:8080/api/v1/citizens/079123456789
+  # 1. an allowed lookup: 200, with RateLimit headers and an X-Request-Id
+  curl -si -H 'Authorization: Bearer lg_demo-xuly-not-a-secret' -H 'X-Dossier-Id: HS-2026-0001' \
+       http://127.0.0.1:8080/api/v1/citizens/079123456789
 
-  # a verification (POST with a JSON body)
-  curl -si -X POST -H 'Content-Type: application/json' \
+  # 2. a grant refusal: demo.tiepnhan may only verify, so a lookup is 403 operation-not-granted
+  curl -si -H 'Authorization: Bearer lg_demo-tiepnhan-not-a-secret' -H 'X-Dossier-Id: HS-2026-0001' \
+       http://127.0.0.1:8080/api/v1/citizens/079123456789
+
+  # 3. a quota refusal: demo.xuly may make 10 lookups a minute (counting the one above); the
+  #    next ones are 429 quota-exceeded
+  #    with Retry-After, RateLimit-Policy and RateLimit
+  for i in $(seq 11); do curl -s -o /dev/null -w '%{http_code} ' \
+       -H 'Authorization: Bearer lg_demo-xuly-not-a-secret' -H 'X-Dossier-Id: HS-2026-0001' \
+       http://127.0.0.1:8080/api/v1/citizens/079123456789; done; echo
+  curl -si -H 'Authorization: Bearer lg_demo-xuly-not-a-secret' -H 'X-Dossier-Id: HS-2026-0001' \
+       http://127.0.0.1:8080/api/v1/citizens/079123456789
+
+  # 4. a verification by demo.tiepnhan (POST with a JSON body): allowed
+  curl -si -H 'Authorization: Bearer lg_demo-tiepnhan-not-a-secret' -H 'X-Dossier-Id: HS-2026-0001' \
+       -H 'Content-Type: application/json' \
        -d '{"so_dinh_danh":"079123456789","ho_ten":"Phạm Văn An","ngay_sinh":"1987-06-22"}' \
        http://127.0.0.1:8080/api/v1/citizens/verify
 
-  # a path that normalises differently from how it reads: refused with a problem+json 400
-  curl -si --path-as-is 'http://127.0.0.1:8080/api/v1/citizens/%2e%2e/admin'
+  # 5. no credential: 401 with WWW-Authenticate
+  curl -si http://127.0.0.1:8080/api/v1/citizens/079123456789
 
-  # a method outside the allowlist: 405
-  curl -si -X TRACE http://127.0.0.1:8080/api/v1/citizens/079123456789
+  # the counters in Redis (keys carry the account's hash tag and all expire)
+  redis-cli -p 6380 --scan --pattern 'lg:*'
 
 Logs are in demo/. Press Ctrl-C to stop.
 TXT
-wait "${pids[1]}"
+wait "${pids[2]}"
