@@ -139,6 +139,23 @@ class Decisions(PolicyGateway):
         self.assertEqual((a.status, strip(a)), (b.status, strip(b)))
         self.assertIn('error="invalid_token"', a.header("www-authenticate"))
 
+    def test_f7_prefix_matching_tokens_take_no_longer(self):
+        """Smoke test: a token sharing all but its last character with a real one is refused in
+        the same time as an unrelated one (the lookup is by SHA-256 digest, compared whole)."""
+        import statistics
+        import time as _t
+        now = local_ms("2026-11-30 09:05")
+        near, far = [], []
+        for i in range(150):
+            for token, out in (("lg_t-xulz", near), ("lg_t-q" + "%03d" % i, far)):
+                t = _t.perf_counter()
+                r = request(self.gw.port, "raw:Bearer " + token, "GET", CITIZEN, now)
+                out.append(_t.perf_counter() - t)
+                self.assertEqual(r.status, 401)
+        ratio = statistics.median(near) / statistics.median(far)
+        self.assertGreater(ratio, 0.5)
+        self.assertLess(ratio, 2.0)
+
     def test_f2_malformed_authorization(self):
         now = local_ms("2026-11-30 09:01")
         for value in ("Bearer lg_t-xuly ", "Bearer\tlg_t-xuly", "Bearer lg_t-\u00e9".encode("utf-8").decode("latin-1")):

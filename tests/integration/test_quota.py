@@ -195,6 +195,27 @@ class Quota(unittest.TestCase):
         self.assertEqual(lookup(gw.port, "r").status, 200)   # a raised limit applies at once
         self.assertEqual(lookup(gw.port, "r").status, 429)
 
+    def test_f5_revocation_takes_effect_at_the_next_request(self):
+        pol = policy({"leaver": (100, 1000)})
+        gw = self.gateway(pol)
+        self.assertEqual(lookup(gw.port, "leaver").status, 200)
+        off = copy.deepcopy(pol)
+        off["accounts"][0]["disabled"] = True
+        self.assertTrue(gw.reload(off))
+        r = lookup(gw.port, "leaver")
+        self.assertEqual((r.status, r.json()["type"]), (403, "urn:lookupgate:problem:account-disabled"))
+        gone = copy.deepcopy(pol)
+        gone["accounts"][0]["credentials"] = []
+        self.assertTrue(gw.reload(gone))
+        self.assertEqual(lookup(gw.port, "leaver").status, 401)
+        # suspension through Redis: every instance, next request, no reload
+        self.assertTrue(gw.reload(pol))
+        self.redis.cmd("SET", "lg:{a:leaver}:suspended", "credential leaked")
+        r = lookup(gw.port, "leaver")
+        self.assertEqual((r.status, r.json()["type"]), (403, "urn:lookupgate:problem:account-suspended"))
+        self.redis.cmd("DEL", "lg:{a:leaver}:suspended")
+        self.assertEqual(lookup(gw.port, "leaver").status, 200)
+
     def test_f16_bad_reload_keeps_the_last_good_policy(self):
         pol = policy({"r": (100, 1000)})
         gw = self.gateway(pol)

@@ -78,6 +78,8 @@ class StoreFaults(unittest.TestCase):
         self.assertEqual(problem(r), "quota-store-unavailable")
         self.assertEqual(r.header("retry-after"), "1")
         self.assertLess(r.took, 2.5)
+        self.assertNotIn(b"127.0.0.1", r.body)  # F17: no internal address in a refusal
+        self.assertNotIn(b"redis", r.body.lower())
 
     def wait_ok(self, port, within=5.0, streak=6):
         """Waits until streak requests in a row are admitted (every worker has its own
