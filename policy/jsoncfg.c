@@ -46,24 +46,25 @@ static void emit(struct cfg_ctx *c, const char *path, const char *key, const cha
         c->errused += (size_t)n < c->errlen - c->errused ? (size_t)n : c->errlen - c->errused - 1;
 }
 
+/* Formats the message and records it; key is NULL for messages that name their subject. */
+#define CFG_EMIT(c, path, key, fmt)                                                        \
+    do {                                                                                   \
+        char msg_[512];                                                                    \
+        va_list ap_;                                                                       \
+        va_start(ap_, fmt);                                                                \
+        vsnprintf(msg_, sizeof msg_, fmt, ap_);                                            \
+        va_end(ap_);                                                                       \
+        emit(c, path, key, msg_);                                                          \
+    } while (0)
+
 void cfg_error(struct cfg_ctx *c, const char *path, const char *fmt, ...)
 {
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    emit(c, path, path, msg);
+    CFG_EMIT(c, path, path, fmt);
 }
 
 void cfg_error_at(struct cfg_ctx *c, const char *path, const char *fmt, ...)
 {
-    char msg[512];
-    va_list ap;
-    va_start(ap, fmt);
-    vsnprintf(msg, sizeof msg, fmt, ap);
-    va_end(ap);
-    emit(c, path, NULL, msg);
+    CFG_EMIT(c, path, NULL, fmt);
 }
 
 const char *cfg_type_name(json_t *v)

@@ -3,7 +3,9 @@
 #define LG_TEST_CHECK_H
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 static int check_failures;
 static int check_count;
@@ -27,6 +29,20 @@ static int check_count;
                     a_, b_);                                                               \
         }                                                                                  \
     } while (0)
+
+/* Writes text to a new temporary file; returns its path (static buffer) or NULL. */
+static inline char *check_write_tmp(const char *text)
+{
+    static char path[64];
+    snprintf(path, sizeof path, "/tmp/lg-unit-XXXXXX");
+    int fd = mkstemp(path);
+    if (fd < 0)
+        return NULL;
+    ssize_t w = write(fd, text, strlen(text));
+    (void)w;
+    close(fd);
+    return path;
+}
 
 static inline int check_done(const char *name)
 {

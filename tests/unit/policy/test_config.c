@@ -7,19 +7,6 @@
 #include "policy/config.h"
 #include "policy/jsonpos.h"
 
-static char *write_tmp(const char *text)
-{
-    static char path[64];
-    snprintf(path, sizeof path, "/tmp/lg-test-config-XXXXXX");
-    int fd = mkstemp(path);
-    if (fd < 0)
-        return NULL;
-    ssize_t w = write(fd, text, strlen(text));
-    (void)w;
-    close(fd);
-    return path;
-}
-
 static void test_example(void)
 {
     char path[4096], err[4096];
@@ -50,7 +37,7 @@ static void test_errors(void)
                        "  },\n"
                        "  \"limits\": {\"head_bytes\": 10}\n"
                        "}\n";
-    char *p = write_tmp(text);
+    char *p = check_write_tmp(text);
     struct lg_config *cfg = config_load(p, err, sizeof err);
     CHECK(cfg == NULL);
     char want[256];
@@ -65,12 +52,12 @@ static void test_errors(void)
         fprintf(stderr, "errors were:\n%s", err);
     unlink(p);
 
-    p = write_tmp("{\"listeners\": [}\n");
+    p = check_write_tmp("{\"listeners\": [}\n");
     CHECK(config_load(p, err, sizeof err) == NULL);
     CHECK(strstr(err, ":1:") != NULL);
     unlink(p);
 
-    p = write_tmp("{\"upstream\": {\"url\": \"ftp://x\"}}");
+    p = check_write_tmp("{\"upstream\": {\"url\": \"ftp://x\"}}");
     CHECK(config_load(p, err, sizeof err) == NULL);
     CHECK(strstr(err, "key \"listeners\": is required") != NULL);
     CHECK(strstr(err, "key \"upstream.url\": must start with http://") != NULL);

@@ -11,19 +11,6 @@
 #include "policy/policy.h"
 #include "policy/route.h"
 
-static char *write_tmp(const char *text)
-{
-    static char path[64];
-    snprintf(path, sizeof path, "/tmp/lg-test-policy-XXXXXX");
-    int fd = mkstemp(path);
-    if (fd < 0)
-        return NULL;
-    ssize_t w = write(fd, text, strlen(text));
-    (void)w;
-    close(fd);
-    return path;
-}
-
 static void test_example(void)
 {
     char path[4096], err[8192];
@@ -55,7 +42,7 @@ static void test_example(void)
 static void expect_errors(const char *text, const char *const *expected)
 {
     char err[16384], want[512];
-    char *path = write_tmp(text);
+    char *path = check_write_tmp(text);
     struct policy *p = policy_load(path, err, sizeof err);
     CHECK(p == NULL);
     policy_unref(p);
