@@ -246,10 +246,39 @@ class StoreFaults(unittest.TestCase):
             while time.time() < deadline and int(b.cmd("INFO", "replication").split(
                     "master_link_status:")[1][:2] == "up") == 0:
                 time.sleep(0.1)
-            a.kill()
-            self.wait_ok(gw.port, within=20)
+            results, stop = [], threading.Event()
+
+            def load():
+                while not stop.is_set():
+                    results.append(lookup(gw.port))
+            ts = [threading.Thread(target=load) for _ in range(3)]
+            for th in ts:
+                th.start()
+            time.sleep(0.2)
+            a.kill()  # the primary dies under load
+            try:
+                self.wait_ok(gw.port, within=20)
+            finally:
+                stop.set()
+                for th in ts:
+                    th.join(30)
+            self.assertTrue(all(x is not None for x in results), "a request got no answer")
+            self.assertEqual({x.status for x in results} - {200, 503}, set())
+            self.assertLess(max(x.took for x in results), 2.5)
             self.assertEqual(b.cmd("ROLE")[0], "master")
             self.assertGreater(int(b.cmd("EXISTS", "lg:{a:a}:m")), 0)
+            # The old primary comes back (as a primary, until Sentinel demotes it): the
+            # gateway keeps writing to the new one only.
+            a.start()
+            time.sleep(1.0)
+            before = int(b.cmd("ZCARD", "lg:{a:a}:m"))
+            for _ in range(5):
+                self.assertEqual(lookup(gw.port).status, 200)
+            self.assertEqual(int(b.cmd("ZCARD", "lg:{a:a}:m")), before + 5)
+            deadline = time.time() + 10
+            while time.time() < deadline and a.cmd("ROLE")[0] != "slave":
+                time.sleep(0.1)
+            self.assertEqual(a.cmd("ROLE")[0], "slave")  # demoted: it accepts no writes
         finally:
             sent.terminate()
             sent.wait(5)
