@@ -674,7 +674,9 @@ static void load_root(struct cfg_ctx *c, json_t *root, struct policy *p)
         const char *name;
         json_t *o;
         size_t i = 0;
-        json_object_foreach(v, name, o) load_role(c, p, name, o, &p->roles[i++]);
+        json_object_foreach(v, name, o) {
+            load_role(c, p, name, o, &p->roles[i++]);
+        }
     }
     load_units(c, json_object_get(root, "units"), p);
     v = json_object_get(root, "global");
