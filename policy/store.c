@@ -516,32 +516,49 @@ static void setup_cb(redisAsyncContext *ac, void *r, void *privdata)
         schedule_reset(s, reply->str);
 }
 
-static void open_data(struct quota_store *s)
+/* Starts a connection to host:port attached to the worker's loop, with the given callbacks.
+ * Returns it, or NULL after scheduling a retry. */
+static redisAsyncContext *open_context(struct quota_store *s, const char *host, int port,
+                                       redisConnectCallback *on_connect,
+                                       redisDisconnectCallback *on_disconnect)
 {
-    struct timeval tv = {s->cfg->connect_timeout_ms / 1000,
-                         (s->cfg->connect_timeout_ms % 1000) * 1000};
     s->stats.reconnects++;
-    set_state(s, STORE_CONNECTING);
-    redisAsyncContext *ac = redisAsyncConnect(s->host, s->port);
+    redisAsyncContext *ac = redisAsyncConnect(host, port);
     if (ac == NULL || ac->err) {
         snprintf(s->last_error, sizeof s->last_error, "connect: %s", ac ? ac->errstr : "oom");
         if (ac)
             redisAsyncFree(ac);
         schedule_retry(s);
-        return;
+        return NULL;
     }
     ac->data = s;
-    s->ac = ac;
     redisLibeventAttach(ac, s->base);
-    redisAsyncSetConnectCallback(ac, connect_cb);
-    redisAsyncSetDisconnectCallback(ac, disconnect_cb);
+    redisAsyncSetConnectCallback(ac, on_connect);
+    redisAsyncSetDisconnectCallback(ac, on_disconnect);
+    return ac;
+}
+
+static void arm_connect_timer(struct quota_store *s)
+{
+    struct timeval tv = {s->cfg->connect_timeout_ms / 1000,
+                         (s->cfg->connect_timeout_ms % 1000) * 1000};
+    evtimer_add(s->conn_timer, &tv);
+}
+
+static void open_data(struct quota_store *s)
+{
+    set_state(s, STORE_CONNECTING);
+    redisAsyncContext *ac = open_context(s, s->host, s->port, connect_cb, disconnect_cb);
+    if (ac == NULL)
+        return;
+    s->ac = ac;
     if (s->cfg->password)
         redisAsyncCommand(ac, setup_cb, s, "AUTH %s", s->cfg->password);
     if (s->cfg->db)
         redisAsyncCommand(ac, setup_cb, s, "SELECT %d", s->cfg->db);
     redisAsyncCommand(ac, setup_cb, s, "SCRIPT LOAD %s", quota_script);
     redisAsyncCommand(ac, role_cb, s, "ROLE");
-    evtimer_add(s->conn_timer, &tv);
+    arm_connect_timer(s);
 }
 
 static void sentinel_cb(redisAsyncContext *ac, void *r, void *privdata)
@@ -603,24 +620,14 @@ static void store_connect(struct quota_store *s)
     const char *addr = s->cfg->sentinels[s->sentinel_idx++ % s->cfg->nsentinels];
     config_split_hostport(addr, host, sizeof host, &port);
     set_state(s, STORE_DISCOVERY);
-    s->stats.reconnects++;
-    redisAsyncContext *sac = redisAsyncConnect(host, port);
-    if (sac == NULL || sac->err) {
-        if (sac)
-            redisAsyncFree(sac);
-        schedule_retry(s);
+    redisAsyncContext *sac = open_context(s, host, port, sentinel_connect_cb,
+                                          sentinel_disconnect_cb);
+    if (sac == NULL)
         return;
-    }
-    sac->data = s;
     s->sac = sac;
-    redisLibeventAttach(sac, s->base);
-    redisAsyncSetConnectCallback(sac, sentinel_connect_cb);
-    redisAsyncSetDisconnectCallback(sac, sentinel_disconnect_cb);
     redisAsyncCommand(sac, sentinel_cb, s, "SENTINEL get-master-addr-by-name %s",
                       s->cfg->master_name);
-    struct timeval tv = {s->cfg->connect_timeout_ms / 1000,
-                         (s->cfg->connect_timeout_ms % 1000) * 1000};
-    evtimer_add(s->conn_timer, &tv);
+    arm_connect_timer(s);
 }
 
 /* --- public ---------------------------------------------------------------------------- */
