@@ -1,0 +1,45 @@
+/* A small JSON writer for audit records: fields are appended in the order the caller writes
+ * them (the record's canonical order), and strings are escaped so that a record stays one line
+ * whatever bytes a client sent: control characters, quotes and backslashes are escaped, and
+ * bytes that are not valid UTF-8 become \u00XX. */
+#ifndef LG_AUDIT_JSONW_H
+#define LG_AUDIT_JSONW_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+struct jsonw {
+    char *buf;
+    size_t len;
+    size_t cap;
+    int need_comma; /* a value was written at the current nesting level */
+};
+
+void jw_init(struct jsonw *j);
+void jw_free(struct jsonw *j);
+void jw_reset(struct jsonw *j);
+
+void jw_raw(struct jsonw *j, const char *s, size_t n);
+void jw_open(struct jsonw *j, char bracket);  /* '{' or '[' (as a value) */
+void jw_close(struct jsonw *j, char bracket); /* '}' or ']' */
+void jw_key(struct jsonw *j, const char *key);   /* ,"key": */
+void jw_str(struct jsonw *j, const char *s, size_t n);
+void jw_strz(struct jsonw *j, const char *s); /* NULL → null */
+void jw_int(struct jsonw *j, long long v);
+void jw_bool(struct jsonw *j, int v);
+void jw_null(struct jsonw *j);
+void jw_hex(struct jsonw *j, const uint8_t *b, size_t n); /* lower-case hex string */
+
+/* Shorthands: key and value. */
+void jw_kstr(struct jsonw *j, const char *key, const char *s, size_t n);
+void jw_kstrz(struct jsonw *j, const char *key, const char *s);
+void jw_kint(struct jsonw *j, const char *key, long long v);
+void jw_kbool(struct jsonw *j, const char *key, int v);
+
+/* Appends the escaped form of s (without quotes) to j. */
+void jw_escape(struct jsonw *j, const char *s, size_t n);
+
+/* "2026-11-21T08:00:00.123Z" for ms since the epoch; out must hold 25 bytes. */
+void audit_format_time(int64_t ms, char out[25]);
+
+#endif

@@ -1,0 +1,226 @@
+/* audit/: the Merkle tree against RFC 6962 test vectors, record escaping, checkpoint signatures,
+ * and the writer with verify on a real directory (open, write, close, reopen, tamper). */
+#include <jansson.h>
+#include <openssl/evp.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/stat.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "../check.h"
+#include "audit/audit.h"
+#include "audit/crypto.h"
+#include "audit/jsonw.h"
+#include "audit/merkle.h"
+#include "audit/segment.h"
+#include "audit/verify.h"
+
+/* The leaves and tree heads used by the certificate-transparency reference tests. */
+static void test_merkle_vectors(void)
+{
+    static const struct {
+        const char *hex;
+    } leaves[] = {{""}, {"00"}, {"10"}, {"2021"}, {"3031"}, {"40414243"},
+                  {"5051525354555657"}, {"606162636465666768696a6b6c6d6e6f"}};
+    static const char *const roots[] = {
+        "6e340b9cffb37a989ca544e6bb780a2c78901d3fb33738768511a30617afa01d",
+        "fac54203e7cc696cf0dfcb42c92a1d9dbaf70ad9e621f4bd8d98662f00e3c125",
+        "aeb6bcfe274b70a14fb067a5e5578264db0fa9b51af5e0ba159158f329e06e77",
+        "d37ee418976dd95753c1c73862b9398fa2a2cf9b4ff0fdfe8b30cd95209614b7",
+        "4e3bbb1f7b478dcfe71fb631631519a3bca12c9aefca1612bfce4c13a86264d4",
+        "76e67dadbcdf1e10e1b74ddc608abd2f98dfb16fbce75277b5232a127f2087ef",
+        "ddb89be403809e325750d3d263cd78929c2942b7942a34b77e122c9594a74c8c",
+        "5dc9da79a70659a9ad559cb701ded9a2ab9d823aad2f4960cfe370eff4604328",
+    };
+    struct merkle m;
+    uint8_t root[32], leaf[32], buf[16];
+    char hex[65];
+    merkle_init(&m);
+    merkle_root(&m, root);
+    hex_encode(root, 32, hex);
+    CHECK(strcmp(hex, "e3b0c44298fc1c149afbf4c8996fb92427ae41e4649b934ca495991b7852b855") == 0);
+    for (int i = 0; i < 8; i++) {
+        size_t n = strlen(leaves[i].hex) / 2;
+        CHECK(hex_decode(leaves[i].hex, 2 * n, buf) == 0);
+        merkle_leaf_hash(buf, n, leaf);
+        merkle_append(&m, leaf);
+        merkle_root(&m, root);
+        hex_encode(root, 32, hex);
+        if (strcmp(hex, roots[i]) != 0)
+            fprintf(stderr, "size %d: root %s, expected %s\n", i + 1, hex, roots[i]);
+        CHECK(strcmp(hex, roots[i]) == 0);
+        /* The frontier text round-trips. */
+        char fr[65 * MERKLE_MAX_LEVELS + 1];
+        struct merkle copy;
+        uint8_t r2[32];
+        merkle_frontier_text(&m, fr, sizeof fr);
+        CHECK(merkle_from_frontier(&copy, m.size, fr) == 0);
+        merkle_root(&copy, r2);
+        CHECK(memcmp(r2, root, 32) == 0);
+    }
+}
+
+static void test_escaping(void)
+{
+    struct jsonw j;
+    jw_init(&j);
+    jw_open(&j, '{');
+    /* Newlines, quotes, control bytes, invalid UTF-8 and valid UTF-8 (Vietnamese). */
+    static const char nasty[] = "a\nb\"c\\d\x01\x7f\xff\xc3(\xe1\xba\xa1";
+    jw_kstr(&j, "v", nasty, sizeof nasty - 1);
+    jw_kint(&j, "n", -5);
+    jw_close(&j, '}');
+    CHECK(memchr(j.buf, '\n', j.len) == NULL);
+    json_error_t e;
+    json_t *o = json_loadb(j.buf, j.len, 0, &e);
+    CHECK(o != NULL);
+    const char *v = json_string_value(json_object_get(o, "v"));
+    CHECK(v && strncmp(v, "a\nb\"c\\d\x01\x7f", 9) == 0);
+    CHECK(v && strstr(v, "\xe1\xba\xa1") != NULL); /* ạ kept as UTF-8 */
+    CHECK(json_integer_value(json_object_get(o, "n")) == -5);
+    json_decref(o);
+    jw_free(&j);
+}
+
+static char tmpdir[64];
+
+static void sh(const char *fmt, const char *arg)
+{
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, fmt, arg, arg, arg);
+    if (system(cmd) != 0)
+        fprintf(stderr, "command failed: %s\n", cmd);
+}
+
+static int verify_dir(const char *dir, EVP_PKEY *pub, int live, char *err, size_t errlen)
+{
+    struct seg_file *segs;
+    char e[300];
+    long n = seg_list(dir, NULL, &segs, e, sizeof e);
+    if (n < 0)
+        return -1;
+    struct verify_opts vo = {.pubs = &pub, .npubs = 1, .live = live};
+    struct verify_result r;
+    audit_verify(segs, n, &vo, &r);
+    seg_list_free(segs, n);
+    snprintf(err, errlen, "%s", r.error);
+    return r.ok ? (int)r.records : -1;
+}
+
+/* A record text at the current time. */
+static size_t rec_text(char *out, size_t outlen, const char *rest)
+{
+    char t[25];
+    struct timespec ts;
+    clock_gettime(CLOCK_REALTIME, &ts);
+    audit_format_time((int64_t)ts.tv_sec * 1000 + ts.tv_nsec / 1000000, t);
+    return (size_t)snprintf(out, outlen, "\"time\":\"%s\",%s", t, rest);
+}
+
+static struct audit *open_log(const char *keys, const char *logdir)
+{
+    char path[256], err[400];
+    snprintf(path, sizeof path, "%s/signing.key", keys);
+    struct audit_opts o = {.dir = logdir, .instance = "unit-1", .group_commit_us = 0,
+                           .segment_bytes = 4096, .checkpoint_records = 5,
+                           .checkpoint_ms = 1000, .heartbeat_ms = 60000, .queue_records = 100,
+                           .min_free_bytes = 0};
+    o.key = audit_load_signing_key(path, logdir, err, sizeof err);
+    CHECK(o.key != NULL);
+    struct audit *a = audit_open(&o, err, sizeof err);
+    if (a == NULL)
+        fprintf(stderr, "audit_open: %s\n", err);
+    return a;
+}
+
+static void test_writer(void)
+{
+    char keys[128], logdir[128], err[800], path[256];
+    snprintf(tmpdir, sizeof tmpdir, "/tmp/lg-audit-XXXXXX");
+    CHECK(mkdtemp(tmpdir) != NULL);
+    snprintf(keys, sizeof keys, "%s/keys", tmpdir);
+    snprintf(logdir, sizeof logdir, "%s/log", tmpdir);
+    mkdir(keys, 0700);
+    CHECK(audit_keygen(keys, err, sizeof err) == 0);
+    CHECK(audit_keygen(keys, err, sizeof err) != 0); /* never overwrites */
+    snprintf(path, sizeof path, "%s/signing.pub", keys);
+    EVP_PKEY *pub = audit_load_public_key(path, err, sizeof err);
+    CHECK(pub != NULL);
+
+    /* A key inside the log directory, or readable by others, is refused. */
+    uint8_t cid[CID_KEY_BYTES];
+    snprintf(path, sizeof path, "%s/cid.key", keys);
+    CHECK(audit_load_cid_key(path, logdir, cid, err, sizeof err) == 0);
+    chmod(path, 0644);
+    CHECK(audit_load_cid_key(path, logdir, cid, err, sizeof err) != 0);
+    CHECK(strstr(err, "chmod 600") != NULL);
+    chmod(path, 0600);
+    CHECK(audit_load_cid_key(path, keys, cid, err, sizeof err) != 0);
+    CHECK(strstr(err, "outside the audit directory") != NULL);
+    char tok1[65], tok2[65];
+    audit_cid_token(cid, "001234567890", 12, tok1);
+    audit_cid_token(cid, "001234567891", 12, tok2);
+    CHECK(strlen(tok1) == 64 && strcmp(tok1, tok2) != 0 && strstr(tok1, "001234567890") == NULL);
+
+    /* First run: a start, 40 records (several segments at 4 KiB), a stop. */
+    struct audit *a = open_log(keys, logdir);
+    CHECK(a != NULL);
+    if (a == NULL)
+        return;
+    char start[200], stop[200];
+    size_t startlen = rec_text(start, sizeof start, "\"type\":\"start\",\"instance\":"
+                                                    "\"unit-1\",\"heartbeat_ms\":60000}");
+    audit_log(a, start, startlen);
+    for (int i = 0; i < 40; i++) {
+        char t[300], rest[250];
+        snprintf(rest, sizeof rest, "\"type\":\"lookup.intent\",\"instance\":\"unit-1\","
+                 "\"account\":\"a%d\",\"pad\":\"%0100d\"}", i, 0);
+        audit_log(a, t, rec_text(t, sizeof t, rest));
+        if (i % 5 == 4)
+            usleep(3000); /* several batches, so that size rotation happens between them */
+    }
+    audit_close(a, stop, rec_text(stop, sizeof stop, "\"type\":\"stop\",\"instance\":\"unit-1\"}"));
+    int recs = verify_dir(logdir, pub, 0, err, sizeof err);
+    if (recs < 0)
+        fprintf(stderr, "verify: %s\n", err);
+    CHECK(recs >= 43); /* segment headers, start, 40, stop */
+    struct seg_file *segs;
+    long nseg = seg_list(logdir, "unit-1", &segs, err, sizeof err);
+    CHECK(nseg >= 3);
+    struct stat st;
+    CHECK(stat(segs[0].path, &st) == 0 && (st.st_mode & 0222) == 0); /* closed: read-only */
+
+    /* Second run continues the seq and the chain. */
+    a = open_log(keys, logdir);
+    CHECK(a != NULL);
+    if (a) {
+        audit_log(a, start, rec_text(start, sizeof start, "\"type\":\"start\",\"instance\":"
+                                                          "\"unit-1\",\"heartbeat_ms\":60000}"));
+        audit_close(a, stop, rec_text(stop, sizeof stop, "\"type\":\"stop\",\"instance\":\"unit-1\"}"));
+    }
+    int recs2 = verify_dir(logdir, pub, 0, err, sizeof err);
+    CHECK(recs2 == recs + 3);
+
+    /* One changed byte in a record of the first segment: verify names that record. */
+    char cmd[512];
+    snprintf(cmd, sizeof cmd, "chmod u+w %s && sed -i 's/\"account\":\"a1\"/\"account\":\"a7\"/' %s",
+             segs[0].path, segs[0].path);
+    CHECK(system(cmd) == 0);
+    CHECK(verify_dir(logdir, pub, 0, err, sizeof err) < 0);
+    CHECK(strstr(err, segs[0].name) != NULL && strstr(err, "seq 3") != NULL);
+    printf("tampered: %s\n", err);
+    seg_list_free(segs, nseg);
+    if (check_failures == 0)
+        sh("rm -rf %s", tmpdir);
+    EVP_PKEY_free(pub);
+}
+
+int main(void)
+{
+    test_merkle_vectors();
+    test_escaping();
+    test_writer();
+    return check_done("test_audit");
+}
