@@ -81,6 +81,10 @@ struct audit_rec *audit_rec_new(const char *text, size_t len);
 
 /* A worker's sink: the writer reports to it through an eventfd on base. */
 struct audit_sink *audit_sink_new(struct audit *a, struct event_base *base);
+/* Stops listening on the base (before the base is freed); reports still arrive and are freed
+ * with the sink. */
+void audit_sink_detach(struct audit_sink *s);
+/* After audit_close: the writer no longer reports. */
 void audit_sink_free(struct audit_sink *s);
 
 /* Hands r to the writer (the writer owns it from now on). With cb, cb(arg, durable) is called

@@ -238,6 +238,10 @@ int audit_keygen(const char *dir, char *err, size_t errlen)
     snprintf(p1, sizeof p1, "%s/signing.key", dir);
     snprintf(p2, sizeof p2, "%s/signing.pub", dir);
     snprintf(p3, sizeof p3, "%s/cid.key", dir);
+    if (mkdir(dir, 0700) != 0 && errno != EEXIST) {
+        snprintf(err, errlen, "%s: %s", dir, strerror(errno));
+        return -1;
+    }
     if (access(p1, F_OK) == 0 || access(p2, F_OK) == 0 || access(p3, F_OK) == 0) {
         snprintf(err, errlen, "%s already holds keys; keygen never overwrites a key", dir);
         return -1;

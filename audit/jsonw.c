@@ -61,6 +61,7 @@ static void sep(struct jsonw *j)
 
 void jw_open(struct jsonw *j, char bracket)
 {
+    sep(j);
     put(j, bracket);
     j->need_comma = 0;
 }

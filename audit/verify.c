@@ -81,9 +81,9 @@ struct vstate {
     int running;
     int64_t hb_ms;
     int64_t last_ms;
-    char last_where[200];
+    char last_where[48];
     int gap_pending;
-    char gap_msg[400];
+    char gap_msg[700];
     const char *last_type;
     char last_type_buf[32];
 };

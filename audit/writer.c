@@ -199,12 +199,20 @@ struct audit_sink *audit_sink_new(struct audit *a, struct event_base *base)
     return s;
 }
 
+void audit_sink_detach(struct audit_sink *s)
+{
+    if (s && s->ev) {
+        event_free(s->ev);
+        s->ev = NULL;
+    }
+}
+
 /* Only once the writer has stopped (audit_close), or when nothing is in flight for s. */
 void audit_sink_free(struct audit_sink *s)
 {
     if (s == NULL)
         return;
-    event_free(s->ev);
+    audit_sink_detach(s);
     close(s->efd);
     struct audit_rec *r = s->head;
     while (r) {
@@ -469,7 +477,8 @@ static int open_segment(struct audit *a, char *why, size_t whylen)
         fd = open(path, O_WRONLY | O_CREAT | O_EXCL | O_APPEND | O_CLOEXEC, 0640);
     }
     if (fd < 0) {
-        snprintf(why, whylen, "cannot create %s: %s", path, strerror(errno));
+        snprintf(why, whylen, "cannot create %s in the audit directory: %s", a->seg,
+                 strerror(errno));
         return -1;
     }
     a->fd = fd;

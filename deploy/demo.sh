@@ -35,6 +35,9 @@ d, port = sys.argv[1], int(sys.argv[2])
 cfg = json.load(open("deploy/lookupgate.example.json"))
 cfg["policy"] = "policy.json"
 cfg["store"]["address"] = "127.0.0.1:%d" % port
+# The audit log under the demo directory; its keys beside it, outside the log directory.
+cfg["audit"].update({"dir": "audit", "signing_key": "keys/signing.key",
+                     "cid_key": "keys/cid.key", "min_free_mb": 1})
 json.dump(cfg, open(os.path.join(d, "lookupgate.json"), "w"), indent=2)
 pol = json.load(open("deploy/policy.example.json"))
 today = datetime.date.today()
@@ -45,13 +48,15 @@ for a in pol["accounts"]:
 json.dump(pol, open(os.path.join(d, "policy.json"), "w"), indent=2, ensure_ascii=False)
 PY
 
+[ -f "$DEMO_DIR/keys/signing.key" ] || ./build/lookupgate-audit keygen --out "$DEMO_DIR/keys"
+
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
     --dir "$PWD/$DEMO_DIR" --logfile "$PWD/$DEMO_DIR/redis.log" &
 pids+=($!)
 ./build/upstream-stub --host 127.0.0.1 --port 9000 2>"$DEMO_DIR/upstream-stub.log" &
 pids+=($!)
 ./build/lookupgate -t -c "$DEMO_DIR/lookupgate.json"
-./build/lookupgate -c "$DEMO_DIR/lookupgate.json" 2> >(tee "$DEMO_DIR/lookupgate.log" >&2) &
+./build/lookupgate -c "$DEMO_DIR/lookupgate.json" 2>"$DEMO_DIR/lookupgate.log" &
 pids+=($!)
 for _ in $(seq 50); do
     (exec 3<>/dev/tcp/127.0.0.1/8080) 2>/dev/null && break
@@ -95,6 +100,16 @@ Try, in another terminal:
 
   # the counters in Redis (keys carry the account's hash tag and all expire)
   redis-cli -p 6380 --scan --pattern 'lg:*'
+
+  # the audit log: one JSON record per line in demo/audit (no citizen ID, no token in it)
+  ./build/lookupgate-audit verify demo/audit --pubkey demo/keys/signing.pub --live
+  # who looked up citizen 079123456789, and an account's lookups, merged by time
+  ./build/lookupgate-audit search demo/audit --pubkey demo/keys/signing.pub --live \
+       --citizen 079123456789 --cid-key demo/keys/cid.key
+  ./build/lookupgate-audit search demo/audit --pubkey demo/keys/signing.pub --live \
+       --account demo.xuly --format csv
+  ./build/lookupgate-audit stats demo/audit --pubkey demo/keys/signing.pub --live
+  # after Ctrl-C the log is closed and signed: verify without --live passes
 
 Logs are in demo/. Press Ctrl-C to stop.
 TXT

@@ -304,6 +304,80 @@ static void load_store(struct cfg_ctx *c, json_t *o, struct cfg_store *s)
         s->password = read_secret(c, s->password_file, "store.password_file");
 }
 
+/* A path from the config: relative paths are taken from the config file's directory. */
+static char *config_relative(const struct cfg_ctx *c, const char *p)
+{
+    const char *slash = strrchr(c->file, '/');
+    if (p[0] == '/' || slash == NULL)
+        return xstrdup(p);
+    size_t dl = (size_t)(slash - c->file) + 1;
+    char *out = xmalloc(dl + strlen(p) + 1);
+    memcpy(out, c->file, dl);
+    strcpy(out + dl, p);
+    return out;
+}
+
+static const struct cfg_key audit_keys[] = {
+    K_STR(struct cfg_audit, dir, 1),
+    K_STR(struct cfg_audit, signing_key, 1),
+    K_STR(struct cfg_audit, cid_key, 1),
+    K_INT(struct cfg_audit, group_commit_us, 0, 100000, 1000),
+    K_INT(struct cfg_audit, segment_mb, 1, 65536, 64),
+    K_INT(struct cfg_audit, checkpoint_records, 1, 1000000, 1000),
+    K_INT(struct cfg_audit, checkpoint_ms, 10, 60000, 1000),
+    K_INT(struct cfg_audit, heartbeat_ms, 1000, 3600000, 60000),
+    K_INT(struct cfg_audit, queue_records, 16, 10000000, 65536),
+    K_INT(struct cfg_audit, min_free_mb, 0, 1048576, 64),
+    K_END,
+};
+
+static void load_audit(struct cfg_ctx *c, json_t *v, struct cfg_audit *a)
+{
+    if (v == NULL) {
+        cfg_error(c, "audit", "is required: every lookup is recorded (dir, signing_key and "
+                              "cid_key; make keys with lookupgate-audit keygen)");
+        return;
+    }
+    if (!json_is_object(v)) {
+        cfg_error(c, "audit", "expected an object, got %s", cfg_type_name(v));
+        return;
+    }
+    cfg_apply(c, v, "audit", audit_keys, a, NULL);
+    char **paths[] = {&a->dir, &a->signing_key, &a->cid_key};
+    for (size_t i = 0; i < 3; i++)
+        if (*paths[i]) {
+            char *rel = config_relative(c, *paths[i]);
+            free(*paths[i]);
+            *paths[i] = rel;
+        }
+}
+
+/* The default instance name: the host name, reduced to [A-Za-z0-9._-]. */
+static char *default_instance(void)
+{
+    char h[256] = "";
+    if (gethostname(h, sizeof h - 1) != 0 || h[0] == '\0')
+        snprintf(h, sizeof h, "lookupgate");
+    h[63] = '\0';
+    for (char *p = h; *p; p++)
+        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
+              *p == '.' || *p == '_' || *p == '-'))
+            *p = '_';
+    return xstrdup(h[0] == '.' ? "lookupgate" : h);
+}
+
+static int instance_ok(const char *s)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > 63 || s[0] == '.')
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '.' || *s == '_' || *s == '-'))
+            return 0;
+    return 1;
+}
+
 /* "policy": the policy file; a relative path is taken from the config file's directory. */
 static void load_policy_ref(struct cfg_ctx *c, json_t *v, struct lg_config *cfg)
 {
@@ -316,16 +390,7 @@ static void load_policy_ref(struct cfg_ctx *c, json_t *v, struct lg_config *cfg)
         cfg_error(c, "policy", "expected a file name, got %s", cfg_type_name(v));
         return;
     }
-    const char *p = json_string_value(v);
-    const char *slash = strrchr(c->file, '/');
-    if (p[0] == '/' || slash == NULL) {
-        cfg->policy_path = xstrdup(p);
-        return;
-    }
-    size_t dl = (size_t)(slash - c->file) + 1;
-    cfg->policy_path = xmalloc(dl + strlen(p) + 1);
-    memcpy(cfg->policy_path, c->file, dl);
-    strcpy(cfg->policy_path + dl, p);
+    cfg->policy_path = config_relative(c, json_string_value(v));
 }
 
 static void load_root(struct cfg_ctx *c, json_t *root, struct lg_config *cfg)
@@ -333,10 +398,11 @@ static void load_root(struct cfg_ctx *c, json_t *root, struct lg_config *cfg)
     static const struct cfg_key root_keys[] = {
         K_INT(struct lg_config, workers, 0, 256, 0),
         K_STR(struct lg_config, time_zone, 0),
+        K_STR(struct lg_config, instance, 0),
         K_END,
     };
-    static const char *const root_extra[] = {"log",    "listeners", "upstream",
-                                             "limits", "policy",    "store", NULL};
+    static const char *const root_extra[] = {"log",    "listeners", "upstream", "limits",
+                                             "policy", "store",     "audit",    NULL};
     struct log_section ls = {0};
     cfg_apply(c, root, "", root_keys, cfg, root_extra);
 
@@ -388,6 +454,13 @@ static void load_root(struct cfg_ctx *c, json_t *root, struct lg_config *cfg)
     json_t *empty2 = json_object();
     load_store(c, v && json_is_object(v) ? v : empty2, &cfg->store);
     json_decref(empty2);
+
+    load_audit(c, json_object_get(root, "audit"), &cfg->audit);
+    if (cfg->instance == NULL)
+        cfg->instance = default_instance();
+    else if (!instance_ok(cfg->instance))
+        cfg_error(c, "instance", "use 1 to 63 letters, digits, '.', '_' and '-' (it names the "
+                                 "audit log's segments)");
 
     if (cfg->workers == 0) {
         long n = sysconf(_SC_NPROCESSORS_ONLN);
@@ -460,5 +533,9 @@ void config_free(struct lg_config *cfg)
     free(s->on_store_failure);
     free(s->clock);
     free(s->key_prefix);
+    free(cfg->instance);
+    free(cfg->audit.dir);
+    free(cfg->audit.signing_key);
+    free(cfg->audit.cid_key);
     free(cfg);
 }

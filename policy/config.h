@@ -90,6 +90,20 @@ struct cfg_store {
     char *key_prefix;           /* prefix of every key */
 };
 
+/* The audit log. There is deliberately no setting that turns it off. */
+struct cfg_audit {
+    char *dir;                  /* the audit directory (relative: to the config's directory) */
+    char *signing_key;          /* Ed25519 private key (PEM), outside dir, mode 600 */
+    char *cid_key;              /* citizen-ID HMAC key (64 hex), outside dir, mode 600 */
+    int group_commit_us;        /* group commit window */
+    int segment_mb;             /* rotate at this size (and at local midnight) */
+    int checkpoint_records;     /* sign a checkpoint after this many records ... */
+    int checkpoint_ms;          /* ... or after this long */
+    int heartbeat_ms;           /* a heartbeat record this often */
+    int queue_records;          /* records held in memory before lookups are refused */
+    int min_free_mb;            /* free space floor on the audit file system */
+};
+
 struct lg_config {
     char *path;                     /* file the config was read from */
     int workers;                    /* event loop threads (0 in the file: one per core) */
@@ -102,6 +116,8 @@ struct lg_config {
     char *policy_path;              /* policy file (relative paths: to the config's directory) */
     char *time_zone;                /* IANA zone for local days and role hours */
     struct cfg_store store;
+    char *instance;                 /* this instance's name in the audit log (default: host) */
+    struct cfg_audit audit;
 };
 
 /* Reads and validates path. On success returns a config; on failure returns NULL and writes one

@@ -18,6 +18,11 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <openssl/crypto.h>
+#include <openssl/x509.h>
+
+#include "audit/audit.h"
+#include "audit/crypto.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "policy/clock.h"
@@ -26,6 +31,7 @@
 #include "policy/quota.h"
 #include "policy/store.h"
 #include "proxy/problem.h"
+#include "proxy/record.h"
 #include "proxy/server.h"
 #include "proxy/worker.h"
 
@@ -43,8 +49,8 @@ struct gate {
 };
 
 const char *const conn_state_text[] = {
-    "KEEPALIVE", "READING_HEAD", "READING_BODY", "DECIDING",
-    "AUDITING",  "UPSTREAM",     "RESPONDING",   "CLOSING",
+    "KEEPALIVE", "READING_HEAD", "READING_BODY", "DECIDING", "AUDITING",
+    "UPSTREAM",  "RECORDING",    "RESPONDING",   "CLOSING",
 };
 
 static void conn_read_cb(struct bufferevent *bev, void *arg);
@@ -53,6 +59,7 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void up_done(struct up_request *u);
 static void end_request(struct conn *c);
+static void record_abandoned(struct conn *c);
 
 /* The single place where the state changes; checks the transition and logs it. */
 static void conn_set_state(struct conn *c, enum conn_state to)
@@ -60,11 +67,12 @@ static void conn_set_state(struct conn *c, enum conn_state to)
     static const unsigned allowed[] = {
         [CONN_ST_KEEPALIVE] = 1u << CONN_ST_READING_HEAD | 1u << CONN_ST_CLOSING,
         [CONN_ST_READING_HEAD] = 1u << CONN_ST_READING_BODY | 1u << CONN_ST_DECIDING |
-                                 1u << CONN_ST_RESPONDING,
-        [CONN_ST_READING_BODY] = 1u << CONN_ST_DECIDING | 1u << CONN_ST_RESPONDING,
-        [CONN_ST_DECIDING] = 1u << CONN_ST_AUDITING | 1u << CONN_ST_RESPONDING,
-        [CONN_ST_AUDITING] = 1u << CONN_ST_UPSTREAM | 1u << CONN_ST_RESPONDING,
-        [CONN_ST_UPSTREAM] = 1u << CONN_ST_RESPONDING,
+                                 1u << CONN_ST_RECORDING,
+        [CONN_ST_READING_BODY] = 1u << CONN_ST_DECIDING | 1u << CONN_ST_RECORDING,
+        [CONN_ST_DECIDING] = 1u << CONN_ST_AUDITING | 1u << CONN_ST_RECORDING,
+        [CONN_ST_AUDITING] = 1u << CONN_ST_UPSTREAM | 1u << CONN_ST_RECORDING,
+        [CONN_ST_UPSTREAM] = 1u << CONN_ST_RECORDING,
+        [CONN_ST_RECORDING] = 1u << CONN_ST_RESPONDING,
         [CONN_ST_RESPONDING] = 1u << CONN_ST_KEEPALIVE | 1u << CONN_ST_CLOSING,
         [CONN_ST_CLOSING] = 0,
     };
@@ -116,6 +124,7 @@ struct conn *conn_new(struct worker *w, int fd, const struct sockaddr *sa, int s
     c->timer = evtimer_new(w->base, conn_timer_cb, c);
     arena_init(&c->arena);
     c->body = evbuffer_new();
+    c->held = evbuffer_new();
     c->upbytes = evbuffer_new();
     c->up.resp_hdrs = evbuffer_new();
     c->up.resp_body = evbuffer_new();
@@ -144,12 +153,18 @@ void conn_free(struct conn *c)
 {
     if (c->up.uc || c->up.queued)
         upstream_cancel(c->w->pool, &c->up);
+    if (c->arec) {
+        audit_cancel(c->arec); /* the record is still written; nobody waits for it */
+        c->arec = NULL;
+    }
+    record_abandoned(c);
     end_request(c);
     worker_conn_closed(c->w, c);
     event_free(c->timer);
     if (c->bev)
         bufferevent_free(c->bev);
     evbuffer_free(c->body);
+    evbuffer_free(c->held);
     evbuffer_free(c->upbytes);
     evbuffer_free(c->up.resp_hdrs);
     evbuffer_free(c->up.resp_body);
@@ -168,6 +183,131 @@ void conn_close_after_response(struct conn *c)
     c->close_after = 1;
 }
 
+/* --- audit records ------------------------------------------------------------------- */
+
+/* The client certificate's SHA-256 fingerprint, when the client presented one. */
+static const char *tls_identity(struct conn *c)
+{
+    if (!c->tls)
+        return NULL;
+    if (!c->tls_id_done) {
+        c->tls_id_done = 1;
+        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
+        X509 *cert = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+        unsigned char md[32];
+        unsigned n = 0;
+        if (cert && X509_digest(cert, EVP_sha256(), md, &n) == 1 && n == 32) {
+            memcpy(c->tls_id, "sha256:", 7);
+            hex_encode(md, 32, c->tls_id + 7);
+        }
+    }
+    return c->tls_id[0] ? c->tls_id : NULL;
+}
+
+/* The fields every request record has, from what is known about c's request. */
+static void base_record(struct conn *c, struct req_record *rr, const char *type)
+{
+    const struct server *s = srv_of(c);
+    struct gate *g = c->gate;
+    memset(rr, 0, sizeof *rr);
+    rr->type = type;
+    rr->instance = s->cfg->instance;
+    rr->request_id = c->request_id;
+    rr->client = c->peer_ip;
+    rr->tls_client = tls_identity(c);
+    rr->dec = g ? &g->dec : NULL;
+    if (c->have_req) {
+        rr->method = http_method_str((enum http_method)c->req.method);
+        rr->path = c->req.target;
+        rr->path_len = c->req.path_len;
+    }
+    if (g && g->have_quota) {
+        rr->plan = &g->plan;
+        rr->qres = &g->qres;
+        rr->degraded = g->qres.degraded;
+    }
+    /* The clock the quota decision used: the memory backend and the local fallback use this
+     * process's clock. */
+    rr->clock = s->cfg->store.clock_kind == CLOCK_TEST
+                    ? "test"
+                    : (s->cfg->store.memory || rr->degraded) ? "proxy" : s->cfg->store.clock;
+    rr->policy = c->pol ? c->pol->version : NULL;
+    rr->cid_key = s->cid_key;
+}
+
+/* Builds rr and hands it to the audit writer; with cb, c waits for it (c->arec). */
+static enum audit_submit_rc submit_record(struct conn *c, const struct req_record *rr, int kind,
+                                          audit_done_fn cb)
+{
+    struct jsonw *j = &c->w->jw;
+    record_request(j, rr);
+    struct audit_rec *r = audit_rec_new(j->buf, j->len);
+    enum audit_submit_rc rc = audit_submit(c->w->sink, r, kind, cb, cb ? c : NULL);
+    if (rc == AUDIT_QUEUED && cb)
+        c->arec = r;
+    else if (rc == AUDIT_REFUSED && kind != AUDIT_LOOKUP)
+        log_error("%s %s: audit record lost: the audit queue is full while the log fails",
+                  c->peer_ip, c->request_id);
+    return rc;
+}
+
+/* A lookup whose intent was recorded ends without a response (the client left): its result
+ * record says so, so that every intent has a result. */
+static void record_abandoned(struct conn *c)
+{
+    if (!c->intent || c->recorded)
+        return;
+    struct req_record rr;
+    base_record(c, &rr, "lookup.result");
+    rr.decision = "allow";
+    rr.rule = "granted";
+    rr.error = c->state == CONN_ST_AUDITING
+                   ? "the client closed the connection; nothing was sent upstream"
+                   : "the client closed the connection before the response";
+    c->recorded = 1;
+    submit_record(c, &rr, AUDIT_OTHER, NULL);
+}
+
+/* The response in c->held goes to the client. */
+static void release(struct conn *c)
+{
+    evbuffer_add_buffer(bufferevent_get_output(c->bev), c->held);
+    conn_set_state(c, CONN_ST_RESPONDING);
+}
+
+static void final_done(void *arg, int durable)
+{
+    struct conn *c = arg;
+    c->arec = NULL;
+    if (!durable)
+        log_warn("%s %s: the refusal's audit record is not durable yet (kept for the log)",
+                 c->peer_ip, c->request_id);
+    release(c); /* a refusal discloses nothing: it goes out either way */
+}
+
+/* Records the request's final outcome (status, the rule that decided), then releases the
+ * held response once the record is durable. */
+static void finish(struct conn *c, int status, const char *rule, const char *detail)
+{
+    if (c->state != CONN_ST_RECORDING)
+        conn_set_state(c, CONN_ST_RECORDING);
+    if (c->recorded) {
+        release(c);
+        return;
+    }
+    c->recorded = 1;
+    struct req_record rr;
+    base_record(c, &rr, c->intent ? "lookup.result" : "request.refused");
+    rr.decision = c->intent ? "allow" : "refuse";
+    rr.rule = rule;
+    rr.status = status;
+    rr.detail = detail;
+    if (c->intent)
+        rr.error = detail;
+    if (submit_record(c, &rr, AUDIT_OTHER, final_done) != AUDIT_QUEUED)
+        release(c);
+}
+
 /* --- responses ---------------------------------------------------------------------- */
 
 static int is_head(const struct conn *c)
@@ -175,8 +315,8 @@ static int is_head(const struct conn *c)
     return c->have_req && c->req.method == HTTP_HEAD;
 }
 
-/* Writes a problem response and moves to RESPONDING. close forces Connection: close.
- * extra_hdrs (CRLF-terminated lines) and members (",\"k\":v") may be NULL. */
+/* Prepares a problem response and records it (RECORDING, then RESPONDING). close forces
+ * Connection: close. extra_hdrs (CRLF-terminated lines) and members (",\"k\":v") may be NULL. */
 static void respond_full(struct conn *c, int status, const char *type, const char *reason,
                          int close, const char *extra, const char *members)
 {
@@ -184,14 +324,17 @@ static void respond_full(struct conn *c, int status, const char *type, const cha
         c->close_after = 1;
     if (status == 405)
         extra = "Allow: GET, HEAD, POST, PUT, PATCH, DELETE, OPTIONS\r\n";
+    if (type == NULL)
+        type = problem_default_type(status);
     if (c->request_id[0] == '\0')
         snprintf(c->request_id, sizeof c->request_id, "%s-%d-%llx", srv_of(c)->instance,
                  c->w->idx, (unsigned long long)++c->w->seq);
     log_info("%s %s refused %d: %s", c->peer_ip, c->request_id, status, reason);
     evtimer_del(c->timer);
-    problem_write(bufferevent_get_output(c->bev), status, type ? type : problem_default_type(status),
-                  reason, c->request_id, c->close_after, extra, members, is_head(c));
-    conn_set_state(c, CONN_ST_RESPONDING);
+    evbuffer_drain(c->held, evbuffer_get_length(c->held));
+    problem_write(c->held, status, type, reason, c->request_id, c->close_after, extra, members,
+                  is_head(c));
+    finish(c, status, type, reason);
 }
 
 static void respond_problem(struct conn *c, int status, const char *type, const char *reason,
@@ -206,10 +349,20 @@ static void refuse(struct conn *c, int status, const char *reason)
     respond_problem(c, status, NULL, reason, 1);
 }
 
+/* The audit log cannot take (or keep) a lookup's record: 503, nothing goes upstream. */
+static void refuse_unaudited(struct conn *c, const char *what)
+{
+    char why[300];
+    audit_health(srv_of(c)->audit, why, sizeof why);
+    log_warn("%s %s: %s (%s)", c->peer_ip, c->request_id, what, why[0] ? why : "queue full");
+    respond_full(c, 503, "audit-unavailable", what, 0, "Retry-After: 1\r\n", NULL);
+}
+
 static void write_response(struct conn *c)
 {
-    struct evbuffer *out = bufferevent_get_output(c->bev);
+    struct evbuffer *out = c->held;
     const struct up_result *r = &c->up.result;
+    evbuffer_drain(out, evbuffer_get_length(out));
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", r->status,
                         http_status_str((enum http_status)r->status));
     evbuffer_add_buffer(out, c->up.resp_hdrs);
@@ -229,16 +382,77 @@ static void write_response(struct conn *c)
               (long long)r->latency_us);
 }
 
+/* The result record could not be made durable: the response must not be released. */
+static void withhold(struct conn *c)
+{
+    evbuffer_drain(c->up.resp_body, evbuffer_get_length(c->up.resp_body));
+    evbuffer_drain(c->up.resp_hdrs, evbuffer_get_length(c->up.resp_hdrs));
+    refuse_unaudited(c, "the audit log could not record the result; the response was withheld");
+}
+
+static void result_done(void *arg, int durable)
+{
+    struct conn *c = arg;
+    c->arec = NULL;
+    if (!durable) {
+        withhold(c);
+        return;
+    }
+    write_response(c);
+    release(c);
+}
+
+/* SHA-256 of the response body, hex. */
+static void body_digest(struct evbuffer *b, char out[65])
+{
+    struct sha256 h;
+    struct evbuffer_iovec v[16];
+    struct evbuffer_ptr pos;
+    uint8_t md[32];
+    sha256_begin(&h);
+    evbuffer_ptr_set(b, &pos, 0, EVBUFFER_PTR_SET);
+    for (;;) {
+        int n = evbuffer_peek(b, -1, &pos, v, 16);
+        if (n <= 0)
+            break;
+        size_t got = 0;
+        for (int i = 0; i < n && i < 16; i++) {
+            sha256_add(&h, v[i].iov_base, v[i].iov_len);
+            got += v[i].iov_len;
+        }
+        if (n <= 16)
+            break;
+        evbuffer_ptr_set(b, &pos, got, EVBUFFER_PTR_ADD);
+    }
+    sha256_end(&h, md);
+    hex_encode(md, 32, out);
+}
+
 /* The upstream exchange ended (success or failure). Called from the pool. */
 static void up_done(struct up_request *u)
 {
     struct conn *c = u->arg;
-    if (u->result.status == 0) {
-        respond_problem(c, u->result.error, NULL, u->result.reason, c->read_eof);
+    const struct up_result *r = &u->result;
+    if (r->status == 0) {
+        respond_problem(c, r->error, NULL, r->reason, c->read_eof);
         return;
     }
-    write_response(c);
-    conn_set_state(c, CONN_ST_RESPONDING);
+    char digest[65];
+    body_digest(c->up.resp_body, digest);
+    struct req_record rr;
+    base_record(c, &rr, "lookup.result");
+    rr.decision = "allow";
+    rr.rule = "granted";
+    rr.status = r->status;
+    rr.upstream = 1;
+    rr.up_status = r->status;
+    rr.up_bytes = evbuffer_get_length(c->up.resp_body);
+    rr.up_latency_us = r->latency_us;
+    rr.up_sha256 = digest;
+    conn_set_state(c, CONN_ST_RECORDING);
+    c->recorded = 1;
+    if (submit_record(c, &rr, AUDIT_OTHER, result_done) != AUDIT_QUEUED)
+        withhold(c);
 }
 
 /* --- the request path ---------------------------------------------------------------- */
@@ -262,6 +476,8 @@ static void start_request(struct conn *c)
     memset(&c->scan, 0, sizeof c->scan);
     c->have_req = 0;
     c->request_id[0] = '\0';
+    c->intent = 0;
+    c->recorded = 0;
     c->body_left = 0;
     evbuffer_drain(c->body, evbuffer_get_length(c->body));
     c->t_start_us = now_mono_us();
@@ -424,6 +640,34 @@ static void admitted_headers(struct conn *c, int64_t now_ms)
     }
 }
 
+static void intent_done(void *arg, int durable)
+{
+    struct conn *c = arg;
+    c->arec = NULL;
+    if (durable)
+        forward(c);
+    else
+        refuse_unaudited(c, "the audit log cannot record lookups right now; nothing was sent "
+                            "upstream");
+}
+
+/* The intent record of an admitted lookup; the upstream is contacted once it is durable. */
+static void record_intent(struct conn *c)
+{
+    struct req_record rr;
+    base_record(c, &rr, "lookup.intent");
+    rr.decision = "allow";
+    rr.rule = "granted";
+    enum audit_submit_rc rc = submit_record(c, &rr, AUDIT_LOOKUP, intent_done);
+    if (rc == AUDIT_QUEUED) {
+        c->intent = 1;
+        return;
+    }
+    c->intent = rc == AUDIT_HELD; /* kept for the log: its result must follow it */
+    refuse_unaudited(c, "the audit log cannot record lookups right now; nothing was sent "
+                        "upstream");
+}
+
 /* The quota store answered (possibly before quota_store_admit returned). */
 static void quota_done(void *arg, const struct quota_result *res)
 {
@@ -439,7 +683,7 @@ static void quota_done(void *arg, const struct quota_result *res)
                      c->request_id, g->dec.account->id, res->reason);
         admitted_headers(c, res->now_ms ? res->now_ms : clock_now_ms());
         conn_set_state(c, CONN_ST_AUDITING);
-        forward(c);
+        record_intent(c);
         return;
     case QUOTA_EXCEEDED:
         g->dec.decision = DECISION_DENY_QUOTA;
@@ -658,7 +902,8 @@ static void conn_event_cb(struct bufferevent *bev, short what, void *arg)
         return; /* TLS handshake done */
     if ((what & BEV_EVENT_EOF) && !(what & BEV_EVENT_ERROR) &&
         (c->state == CONN_ST_DECIDING || c->state == CONN_ST_AUDITING ||
-         c->state == CONN_ST_UPSTREAM || c->state == CONN_ST_RESPONDING)) {
+         c->state == CONN_ST_UPSTREAM || c->state == CONN_ST_RECORDING ||
+         c->state == CONN_ST_RESPONDING)) {
         /* Half-close after a complete request: answer it, then close. */
         c->read_eof = 1;
         c->close_after = 1;

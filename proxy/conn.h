@@ -1,9 +1,10 @@
 /* A client connection and its request state machine:
- *   KEEPALIVE → READING_HEAD → READING_BODY → DECIDING → AUDITING → UPSTREAM → RESPONDING
- *   → KEEPALIVE | CLOSING
+ *   KEEPALIVE → READING_HEAD → READING_BODY → DECIDING → AUDITING → UPSTREAM → RECORDING
+ *   → RESPONDING → KEEPALIVE | CLOSING
  * One message at a time: bytes of a pipelined next request stay in the input buffer until the
- * response to this one has been written. DECIDING and AUDITING are where the policy and audit
- * layers plug in; the proxy core passes straight through them. */
+ * response to this one has been written. DECIDING is the policy layer (credential, grant,
+ * quota); AUDITING waits for the durable intent record of a lookup; RECORDING holds every
+ * response (refusals included) until its audit record is durable. */
 #ifndef LG_CONN_H
 #define LG_CONN_H
 
@@ -22,6 +23,7 @@ struct worker;
 struct policy;
 struct gate;
 struct quota_op;
+struct audit_rec;
 struct bufferevent;
 struct event;
 struct evbuffer;
@@ -33,6 +35,7 @@ enum conn_state {
     CONN_ST_DECIDING,     /* authentication, grants, quota (policy layer) */
     CONN_ST_AUDITING,     /* intent record (audit layer) */
     CONN_ST_UPSTREAM,     /* exchange with the upstream in flight */
+    CONN_ST_RECORDING,    /* response held until its audit record is durable */
     CONN_ST_RESPONDING,   /* response being written to the client */
     CONN_ST_CLOSING,      /* closing once the output is flushed */
 };
@@ -60,9 +63,15 @@ struct conn {
     struct policy *pol;              /* policy snapshot of the current request (a reference) */
     struct gate *gate;               /* decision state of the current request (in the arena) */
     struct quota_op *qop;            /* quota decision in flight, or NULL */
+    struct audit_rec *arec;          /* audit record being waited for, or NULL */
+    struct evbuffer *held;           /* the response, until its record is durable */
+    char tls_id[72];                 /* "sha256:<hex>" of the client certificate, or "" */
     unsigned nrequests;              /* requests started on this connection */
     unsigned close_after : 1;        /* close once the response is written */
     unsigned read_eof : 1;           /* the client half-closed */
+    unsigned intent : 1;             /* a lookup intent record was submitted */
+    unsigned recorded : 1;           /* the request's final record was submitted */
+    unsigned tls_id_done : 1;        /* tls_id is computed */
     int64_t t_start_us;              /* first byte of the current request */
     TAILQ_ENTRY(conn) link;          /* worker's connection list */
 };

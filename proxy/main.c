@@ -6,6 +6,7 @@
 
 #include <time.h>
 
+#include "audit/crypto.h"
 #include "common/log.h"
 #include "policy/clock.h"
 #include "policy/config.h"
@@ -109,6 +110,21 @@ int main(int argc, char **argv)
             config_free(cfg);
             return 1;
         }
+        /* The audit keys: present, private, and outside the audit directory. */
+        uint8_t cid[32];
+        char kerr[600];
+        struct evp_pkey_st *k = audit_load_signing_key(cfg->audit.signing_key, cfg->audit.dir,
+                                                       kerr, sizeof kerr);
+        if (k == NULL || audit_load_cid_key(cfg->audit.cid_key, cfg->audit.dir, cid, kerr,
+                                            sizeof kerr) != 0) {
+            fprintf(stderr, "%s: audit.%s: %s\n", path, k ? "cid_key" : "signing_key", kerr);
+            fprintf(stderr, "lookupgate: configuration %s is invalid\n", path);
+            audit_key_free(k);
+            policy_unref(p);
+            config_free(cfg);
+            return 1;
+        }
+        audit_key_free(k);
         printf("lookupgate: configuration %s and policy %s (version %s, %zu accounts) are "
                "valid\n", path, cfg->policy_path, p->version, p->naccounts);
         policy_unref(p);

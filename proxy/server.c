@@ -8,12 +8,18 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
+#include <openssl/crypto.h>
 
+#include "audit/audit.h"
+#include "audit/crypto.h"
+#include "audit/jsonw.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "policy/policy.h"
 #include "policy/quota.h"
 #include "proxy/conncap.h"
+#include "proxy/record.h"
 #include "proxy/tls.h"
 #include "proxy/worker.h"
 
@@ -46,6 +52,30 @@ static void log_lines(const char *prefix, const char *text)
     }
 }
 
+/* The audit record of a reload: its result, the versions, and the errors of a refused one. */
+static void audit_reload(struct server *s, const char *result, const char *version,
+                         const char *previous, const char *errors)
+{
+    struct jsonw j;
+    jw_init(&j);
+    record_admin_begin(&j, "reload", s->cfg->instance);
+    jw_kstrz(&j, "result", result);
+    jw_kstrz(&j, "policy", version);
+    jw_kstrz(&j, "previous", previous);
+    jw_key(&j, "errors");
+    jw_open(&j, '[');
+    for (int n = 0; errors && *errors && n < 20; n++) {
+        size_t len = strcspn(errors, "\n");
+        jw_str(&j, errors, len);
+        errors += len + (errors[len] == '\n');
+    }
+    jw_close(&j, ']');
+    jw_close(&j, '}');
+    if (audit_log(s->audit, j.buf, j.len) == AUDIT_REFUSED)
+        log_error("audit: the reload record could not be queued");
+    jw_free(&j);
+}
+
 int server_reload_policy(struct server *s)
 {
     char *err = xmalloc(65536);
@@ -53,10 +83,12 @@ int server_reload_policy(struct server *s)
     if (p == NULL) {
         log_lines("policy reload refused: ", err);
         log_error("policy reload refused; policy %s stays in force", s->policy->version);
+        audit_reload(s, "refused", NULL, s->policy->version, err);
         free(err);
         return -1;
     }
     free(err);
+    audit_reload(s, "ok", p->version, s->policy->version, NULL);
     pthread_mutex_lock(&s->policy_mu);
     struct policy *old = s->policy;
     s->policy = p;
@@ -104,12 +136,69 @@ static int setup_tls(struct server *s)
     return 0;
 }
 
-static void free_server(struct server *s)
+/* Opens the audit log with the configured keys; writes the start record. */
+static int open_audit(struct server *s)
+{
+    const struct cfg_audit *c = &s->cfg->audit;
+    char err[600];
+    struct audit_opts o = {.dir = c->dir, .instance = s->cfg->instance,
+                           .group_commit_us = c->group_commit_us,
+                           .segment_bytes = (long long)c->segment_mb << 20,
+                           .checkpoint_records = c->checkpoint_records,
+                           .checkpoint_ms = c->checkpoint_ms, .heartbeat_ms = c->heartbeat_ms,
+                           .queue_records = c->queue_records,
+                           .min_free_bytes = (long long)c->min_free_mb << 20};
+    if (audit_load_cid_key(c->cid_key, c->dir, s->cid_key, err, sizeof err) != 0) {
+        log_error("audit.cid_key: %s", err);
+        return -1;
+    }
+    o.key = audit_load_signing_key(c->signing_key, c->dir, err, sizeof err);
+    if (o.key == NULL) {
+        log_error("audit.signing_key: %s", err);
+        return -1;
+    }
+    s->audit = audit_open(&o, err, sizeof err);
+    if (s->audit == NULL) {
+        audit_key_free(o.key);
+        log_error("audit log %s: %s", c->dir, err);
+        return -1;
+    }
+    struct jsonw j;
+    jw_init(&j);
+    record_admin_begin(&j, "start", s->cfg->instance);
+    jw_kstrz(&j, "version", LOOKUPGATE_VERSION);
+    jw_kint(&j, "pid", (long long)getpid());
+    jw_kstrz(&j, "boot_id", s->instance);
+    jw_kstrz(&j, "policy", s->policy->version);
+    jw_kint(&j, "workers", s->cfg->workers);
+    jw_kstrz(&j, "clock", s->cfg->store.clock);
+    jw_kint(&j, "heartbeat_ms", c->heartbeat_ms);
+    jw_close(&j, '}');
+    audit_log(s->audit, j.buf, j.len);
+    jw_free(&j);
+    return 0;
+}
+
+static void free_server(struct server *s, const char *stop_reason)
 {
     for (int i = 0; i < s->nworkers; i++)
         if (s->workers[i])
             worker_join_and_free(s->workers[i]);
     free(s->workers);
+    if (s->audit) {
+        /* After the workers: their last records (clients that left) are queued already. */
+        struct jsonw j;
+        jw_init(&j);
+        record_admin_begin(&j, "stop", s->cfg->instance);
+        jw_kstrz(&j, "reason", stop_reason);
+        jw_close(&j, '}');
+        audit_close(s->audit, j.buf, j.len);
+        jw_free(&j);
+    }
+    for (int i = 0; s->sinks && i < s->cfg->workers; i++)
+        audit_sink_free(s->sinks[i]);
+    free(s->sinks);
+    OPENSSL_cleanse(s->cid_key, sizeof s->cid_key);
     for (size_t i = 0; s->listener_tls && i < s->cfg->nlisteners; i++)
         SSL_CTX_free(s->listener_tls[i]);
     free(s->listener_tls);
@@ -149,6 +238,9 @@ int server_run(struct lg_config *cfg)
                  "X-Lookup-Test-Time. Never use this in production.");
     if (setup_tls(&s) != 0)
         goto out;
+    if (open_audit(&s) != 0)
+        goto out;
+    s.sinks = xcalloc((size_t)cfg->workers, sizeof *s.sinks);
 
     /* Workers inherit a blocked signal mask, so signals reach the main thread's loop only. */
     sigset_t all, old;
@@ -184,6 +276,7 @@ int server_run(struct lg_config *cfg)
              "quota store %s, time zone %s", LOOKUPGATE_VERSION, s.nworkers, cfg->upstream.url,
              s.policy->version, s.policy->naccounts,
              cfg->store.memory ? "memory" : cfg->store.address, cfg->time_zone);
+    log_info("audit log %s, instance %s", cfg->audit.dir, cfg->instance);
     event_base_dispatch(base);
     event_free(ev_term);
     event_free(ev_int);
@@ -191,7 +284,7 @@ int server_run(struct lg_config *cfg)
     event_base_free(base);
     rc = 0;
 out:
-    free_server(&s);
+    free_server(&s, rc == 0 ? "signal" : "startup failed");
     if (rc == 0)
         log_info("stopped");
     return rc;

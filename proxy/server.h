@@ -6,6 +6,7 @@
 #include <openssl/ssl.h>
 #include <pthread.h>
 #include <stdatomic.h>
+#include <stdint.h>
 
 #include "policy/config.h"
 #include "proxy/http_head.h"
@@ -14,6 +15,8 @@ struct worker;
 struct conncap;
 struct policy;
 struct quota_mem;
+struct audit;
+struct audit_sink;
 
 struct server {
     struct lg_config *cfg;        /* immutable while running */
@@ -28,6 +31,9 @@ struct server {
     struct policy *policy;        /* current policy snapshot (policy_mu; workers hold refs) */
     pthread_mutex_t policy_mu;
     struct quota_mem *mem;        /* in-memory quota backend and local fallback */
+    struct audit *audit;          /* the audit log writer */
+    struct audit_sink **sinks;    /* one per worker; freed after the writer stops */
+    uint8_t cid_key[32];          /* citizen-ID HMAC key */
 };
 
 /* Loads the policy file again and, if it is valid, hands it to every worker; otherwise logs

@@ -13,6 +13,7 @@
 #include <string.h>
 #include <unistd.h>
 
+#include "audit/audit.h"
 #include "common/log.h"
 #include "common/util.h"
 #include "proxy/conn.h"
@@ -208,6 +209,12 @@ struct worker *worker_new(struct server *srv, int idx, char *err, size_t errlen)
     w->accept_retry = evtimer_new(w->base, accept_retry_cb, w);
     w->drain_timer = evtimer_new(w->base, drain_deadline_cb, w);
     w->policy = policy_ref(srv->policy);
+    jw_init(&w->jw);
+    w->sink = srv->sinks[idx] = audit_sink_new(srv->audit, w->base);
+    if (w->sink == NULL) {
+        snprintf(err, errlen, "cannot create the audit sink");
+        goto fail;
+    }
     w->store = quota_store_new(w->base, &srv->cfg->store, srv->mem);
     w->pool = upstream_pool_new(w->base, &srv->cfg->upstream, &srv->cfg->limits,
                                 srv->upstream_tls, err, errlen);
@@ -275,6 +282,8 @@ void worker_join_and_free(struct worker *w)
         close(w->ctl[0]);
     if (w->ctl[1] >= 0)
         close(w->ctl[1]);
+    audit_sink_detach(w->sink); /* freed by the server once the audit writer stopped */
+    jw_free(&w->jw);
     if (w->base)
         event_base_free(w->base);
     free(w);

@@ -7,6 +7,8 @@
 #include <stdint.h>
 #include <sys/queue.h>
 
+#include "audit/jsonw.h"
+
 struct server;
 struct conn;
 struct event_base;
@@ -15,6 +17,7 @@ struct event;
 struct upstream_pool;
 struct policy;
 struct quota_store;
+struct audit_sink;
 
 TAILQ_HEAD(conn_list, conn);
 
@@ -37,6 +40,8 @@ struct worker {
     uint64_t seq;                           /* request counter, for request ids */
     struct policy *policy;                  /* this worker's reference to the current policy */
     struct quota_store *store;              /* quota decisions (Redis connection or memory) */
+    struct audit_sink *sink;                /* audit writer reports (owned by the server) */
+    struct jsonw jw;                        /* audit record being built */
 };
 
 /* Creates the worker and binds its listeners; returns NULL with a message in err. */

@@ -192,6 +192,43 @@ def core_policy():
     }
 
 
+def audit_keys(tmp):
+    """Audit keys (signing.key, signing.pub, cid.key) in tmp/keys, made once with the real
+    lookupgate-audit keygen."""
+    d = os.path.join(tmp, "keys")
+    if not os.path.exists(os.path.join(d, "signing.key")):
+        os.makedirs(d, mode=0o700, exist_ok=True)
+        subprocess.run([os.path.join(BUILD, "lookupgate-audit"), "keygen", "--out", d],
+                       check=True, stdout=subprocess.DEVNULL)
+    return d
+
+
+def audit_tool(*args, check=False, timeout=120):
+    """Runs lookupgate-audit; returns (exit status, stdout + stderr as text)."""
+    p = subprocess.run([os.path.join(BUILD, "lookupgate-audit")] + list(args),
+                       stdout=subprocess.PIPE, stderr=subprocess.STDOUT, timeout=timeout)
+    out = p.stdout.decode(errors="replace")
+    if check and p.returncode != 0:
+        raise AssertionError("lookupgate-audit %s failed:\n%s" % (" ".join(args), out))
+    return p.returncode, out
+
+
+def read_audit(audit_dir, checkpoints=False):
+    """Every line of every segment in audit_dir, parsed, in segment and line order."""
+    names = sorted((n for n in os.listdir(audit_dir) if n.endswith(".jsonl")),
+                   key=lambda n: (n.rsplit("-", 2)[0], int(n.rsplit("-", 1)[1].split(".")[0])))
+    out = []
+    for n in names:
+        with open(os.path.join(audit_dir, n), "rb") as f:
+            for line in f.read().split(b"\n"):
+                if not line:
+                    continue
+                rec = json.loads(line)
+                if checkpoints or "seq" in rec:
+                    out.append(rec)
+    return out
+
+
 def default_config(listen_port, upstream_port):
     return {
         "workers": 1,
@@ -220,7 +257,16 @@ class Gateway:
                  policy=None):
         self.port = free_port()
         self.tmp = tmp
-        self.config = merge(default_config(self.port, upstream_port), overrides or {})
+        self.config = default_config(self.port, upstream_port)
+        keys = audit_keys(tmp)
+        self.config["audit"] = {"dir": os.path.join(tmp, "audit-%d" % self.port),
+                                "signing_key": os.path.join(keys, "signing.key"),
+                                "cid_key": os.path.join(keys, "cid.key"),
+                                "checkpoint_ms": 200, "min_free_mb": 0}
+        self.config["instance"] = "gw-%d" % self.port
+        self.config = merge(self.config, overrides or {})
+        self.audit_dir = self.config["audit"]["dir"]
+        self.pubkey = os.path.join(keys, "signing.pub")
         if tls is not None:
             self.config["listeners"][0]["tls"] = tls
         self.policy_path = os.path.join(tmp, "policy-%d.json" % self.port)
@@ -267,7 +313,28 @@ class Gateway:
         with open(self.errlog, "rb") as f:
             return f.read()
 
-    def stop(self, expect_code=0, timeout=15):
+    def audit(self, types=None):
+        """The audit records written so far (no checkpoints), optionally of some types."""
+        recs = read_audit(self.audit_dir)
+        return [r for r in recs if types is None or r["type"] in types]
+
+    def requests(self, request_id):
+        """The request records of one request id."""
+        return [r for r in self.audit() if r.get("request_id") == request_id]
+
+    def wait_audit(self, pred, timeout=5.0):
+        """Waits until pred(records) holds; returns the records."""
+        deadline = time.time() + timeout
+        while True:
+            recs = self.audit()
+            if pred(recs) or time.time() > deadline:
+                return recs
+            time.sleep(0.05)
+
+    def verify(self, *extra):
+        return audit_tool("verify", self.audit_dir, "--pubkey", self.pubkey, *extra)
+
+    def stop(self, expect_code=0, timeout=15, verify=True):
         if self.proc.poll() is None:
             self.proc.send_signal(signal.SIGTERM)
             try:
@@ -281,6 +348,11 @@ class Gateway:
             raise AssertionError("sanitizer report in lookupgate log:\n" + log.decode(errors="replace")[-4000:])
         if expect_code is not None and self.proc.returncode != expect_code:
             raise AssertionError("lookupgate exited %s:\n%s" % (self.proc.returncode, log.decode(errors="replace")[-2000:]))
+        if verify and self.proc.returncode == 0 and os.path.isdir(self.audit_dir):
+            # Every gateway a test ran left a log that verifies.
+            rc, out = self.verify()
+            if rc != 0:
+                raise AssertionError("the audit log does not verify:\n" + out)
 
 
 class Response:

@@ -1,12 +1,14 @@
 """The command line: -t accepts the example config and rejects bad ones naming file, line,
 column and key; --help and --version."""
 
+import json
 import os
+import shutil
 import subprocess
 import tempfile
 import unittest
 
-from lgtest import BUILD, SOURCE
+from lgtest import BUILD, SOURCE, audit_keys
 
 LG = os.path.join(BUILD, "lookupgate")
 
@@ -16,10 +18,71 @@ def run(*args):
 
 
 class Cli(unittest.TestCase):
+    def example_in(self, tmp, keys=True):
+        """The example config and policy copied into tmp, its audit paths moved there, and
+        (when keys) keys made with lookupgate-audit keygen."""
+        with open(os.path.join(SOURCE, "deploy", "lookupgate.example.json")) as f:
+            cfg = json.load(f)
+        shutil.copy(os.path.join(SOURCE, "deploy", "policy.example.json"), tmp)
+        cfg["audit"].update({"dir": os.path.join(tmp, "audit"),
+                             "signing_key": os.path.join(tmp, "keys", "signing.key"),
+                             "cid_key": os.path.join(tmp, "keys", "cid.key")})
+        if keys:
+            audit_keys(tmp)
+        path = os.path.join(tmp, "lookupgate.json")
+        with open(path, "w") as f:
+            json.dump(cfg, f)
+        return path
+
     def test_example_config_is_valid(self):
-        r = run("-t", "-c", os.path.join(SOURCE, "deploy", "lookupgate.example.json"))
-        self.assertEqual(r.returncode, 0, r.stderr)
-        self.assertIn("are valid", r.stdout)
+        with tempfile.TemporaryDirectory() as tmp:
+            r = run("-t", "-c", self.example_in(tmp))
+            self.assertEqual(r.returncode, 0, r.stderr)
+            self.assertIn("are valid", r.stdout)
+
+    def test_audit_keys_are_checked(self):
+        """-t refuses missing keys, keys others can read, and keys inside the audit directory."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self.example_in(tmp, keys=False)
+            r = run("-t", "-c", path)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("audit.signing_key", r.stderr)
+            self.assertIn("No such file", r.stderr)
+            audit_keys(tmp)
+            os.chmod(os.path.join(tmp, "keys", "cid.key"), 0o644)
+            r = run("-t", "-c", path)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("audit.cid_key", r.stderr)
+            self.assertIn("chmod 600", r.stderr)
+            os.chmod(os.path.join(tmp, "keys", "cid.key"), 0o600)
+            with open(path) as f:
+                cfg = json.load(f)
+            cfg["audit"]["dir"] = os.path.join(tmp, "keys")
+            with open(path, "w") as f:
+                json.dump(cfg, f)
+            r = run("-t", "-c", path)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn("outside the audit directory", r.stderr)
+
+    def test_audit_is_required(self):
+        """There is no way to run without the audit log: the section and its keys are required."""
+        with tempfile.TemporaryDirectory() as tmp:
+            path = self.example_in(tmp)
+            with open(path) as f:
+                cfg = json.load(f)
+            del cfg["audit"]
+            with open(path, "w") as f:
+                json.dump(cfg, f)
+            r = run("-t", "-c", path)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn('key "audit": is required', r.stderr)
+            cfg["audit"] = {"dir": os.path.join(tmp, "a"), "enabled": False}
+            with open(path, "w") as f:
+                json.dump(cfg, f)
+            r = run("-t", "-c", path)
+            self.assertEqual(r.returncode, 1)
+            self.assertIn('"audit.enabled"', r.stderr)
+            self.assertIn('"audit.signing_key"', r.stderr)
 
     def check_invalid(self, text, *expected):
         """-t on a config holding text exits 1 and prints each expected fragment ({f} = path)."""
