@@ -365,7 +365,8 @@ static int cmd_search(int argc, char **argv)
         fprintf(stderr, "lookupgate-audit search: the log did not verify; no results given\n");
         rc = 1;
     } else {
-        qsort(s.m, s.n, sizeof *s.m, match_cmp);
+        if (s.n > 1)
+            qsort(s.m, s.n, sizeof *s.m, match_cmp);
         static const char *const cols[] = {
             "seq", "time", "instance", "type", "request_id", "client", "account", "unit",
             "operation", "subject", "dossier", "procedure", "decision", "rule", "status", NULL};
@@ -567,7 +568,8 @@ static int cmd_stats(int argc, char **argv)
         fprintf(stderr, "lookupgate-audit stats: the log did not verify; no results given\n");
         rc = 1;
     } else {
-        qsort(s.rows, s.n, sizeof *s.rows, row_cmp);
+        if (s.n > 1)
+            qsort(s.rows, s.n, sizeof *s.rows, row_cmp);
         int csv = strcmp(format, "csv") == 0;
         if (csv)
             printf("account,day,lookups,distinct_citizens,outside_hours,refused,refusals\n");
@@ -576,7 +578,8 @@ static int cmd_stats(int argc, char **argv)
                    "citizens", "outside", "refused", "refusals by kind");
         for (size_t i = 0; i < s.n; i++) {
             struct row *r = &s.rows[i];
-            qsort(r->subjects, r->nsub, sizeof *r->subjects, str_cmp);
+            if (r->nsub > 1)
+                qsort(r->subjects, r->nsub, sizeof *r->subjects, str_cmp);
             size_t distinct = 0;
             for (size_t k = 0; k < r->nsub; k++)
                 distinct += k == 0 || strcmp(r->subjects[k], r->subjects[k - 1]) != 0;

@@ -125,6 +125,12 @@ static void check_header(struct vstate *v, json_t *h, const char *where, long id
     merkle_frontier_text(&v->tree, fr, sizeof fr);
     const char *hf = jstr(h, "frontier"), *file = jstr(h, "file"), *origin = jstr(h, "origin");
     json_t *prev = json_object_get(h, "prev_segment");
+    if (idx == 0 && (!json_is_null(prev) || v->tree.size != 0 ||
+                     json_integer_value(json_object_get(h, "seq")) != 0)) {
+        fail(r, "%s: the log does not start here (first seq %lld): earlier segments are "
+                "missing", where, (long long)json_integer_value(json_object_get(h, "seq")));
+        return;
+    }
     if (!file || strcmp(file, fname) != 0)
         fail(r, "%s: the segment header names file \"%s\": a segment was renamed or replaced",
              where, file ? file : "");
@@ -135,12 +141,8 @@ static void check_header(struct vstate *v, json_t *h, const char *where, long id
                 "a segment was replaced or records before it were altered", where);
     if (!r->ok)
         return;
-    if (idx == 0) {
-        if (!json_is_null(prev) || v->tree.size != 0)
-            fail(r, "%s: the log does not start here (first seq %llu): earlier segments are "
-                    "missing", where, (unsigned long long)v->tree.size);
+    if (idx == 0)
         return;
-    }
     const char *pf = jstr(prev, "file"), *psha = jstr(prev, "sha256");
     json_t *pb = json_object_get(prev, "bytes"), *pcp = json_object_get(prev, "checkpoint");
     char sha[65];
@@ -350,17 +352,14 @@ void audit_verify(const struct seg_file *segs, long n, const struct verify_opts 
         }
         r->segments++;
         size_t limit = d.len;
-        uint64_t nb;
+        uint64_t nb = 0;
+        int have_next = 0;
         json_t *nh = next_prev(segs, n, i, &nb);
         if (nh) {
-            if (nb > d.len) {
-                fail(r, "%s: %zu bytes, but the next segment's header says %llu were durable: "
-                        "the segment was truncated", f->name, d.len, (unsigned long long)nb);
-                json_decref(nh);
-                seg_data_free(&d);
-                return;
-            }
-            if (nb < d.len) {
+            have_next = 1;
+            /* A segment sealed after a write error may hold bytes after its durable end. */
+            json_t *sealed = json_object_get(json_object_get(nh, "prev_segment"), "sealed");
+            if (json_is_string(sealed) && nb < d.len) {
                 note(r, "%s: %zu bytes after its durable end were ignored (written while the "
                         "segment failed)", f->name, d.len - (size_t)nb);
                 limit = (size_t)nb;
@@ -418,6 +417,10 @@ void audit_verify(const struct seg_file *segs, long n, const struct verify_opts 
             json_decref(obj);
             off += ll + 1;
         }
+        if (r->ok && have_next && nb != limit)
+            fail(r, "%s: %zu bytes, but the next segment's header says it had %llu: the segment "
+                    "was %s", f->name, limit, (unsigned long long)nb,
+                 nb > limit ? "truncated or replaced" : "extended or replaced");
         SHA256((const unsigned char *)d.buf, limit, prev_sha);
         prev_bytes = limit;
         prev_have_cp = v.have_cp;

@@ -462,9 +462,17 @@ void policy_decide(const struct policy *p, const struct pol_request *r, struct p
     const char *seg_at[ROUTE_MAX_SEGS];
     size_t seg_len[ROUTE_MAX_SEGS];
     memset(d, 0, sizeof *d);
-    if (policy_authenticate(p, r, d) != DECISION_ALLOW || classify(p, r, d, seg_at, seg_len) ||
-        grant(r, d) || purpose(r, d))
+    if (policy_authenticate(p, r, d) != DECISION_ALLOW || classify(p, r, d, seg_at, seg_len))
         return;
+    if (grant(r, d) || purpose(r, d)) {
+        /* Refused, but an attempt on a citizen is still one: a valid subject goes into the
+         * audit record (as its token) without changing the decision. */
+        char subj[POL_SUBJECT_LEN + 1], detail[200];
+        if (decide_subject(d->op, r, seg_at, seg_len, subj, detail, sizeof detail) ==
+            DECISION_ALLOW)
+            memcpy(d->subject, subj, sizeof subj);
+        return;
+    }
     enum decision s = decide_subject(d->op, r, seg_at, seg_len, d->subject, d->detail,
                                      sizeof d->detail);
     if (s != DECISION_ALLOW) {

@@ -231,7 +231,7 @@ static void base_record(struct conn *c, struct req_record *rr, const char *type)
     rr->clock = s->cfg->store.clock_kind == CLOCK_TEST
                     ? "test"
                     : (s->cfg->store.memory || rr->degraded) ? "proxy" : s->cfg->store.clock;
-    rr->policy = c->pol ? c->pol->version : NULL;
+    rr->policy = c->pol ? c->pol->version : c->w->policy->version;
     rr->cid_key = s->cid_key;
 }
 

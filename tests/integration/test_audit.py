@@ -1,0 +1,619 @@
+"""The audit log (issue 4): one record per refusal and two per forwarded lookup, for every
+status a client can receive; no citizen ID or token in the log; search --citizen; tampering
+detected and located by lookupgate-audit verify; kill -9 under load; a failing disk refuses
+lookups and recovers; checkpoints kept from an earlier visit; several instances merged."""
+
+import csv
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import subprocess
+import tempfile
+import threading
+import time
+import unittest
+
+from lgtest import (Gateway, Stub, audit_tool, credential, exchange, free_port, get,
+                    read_audit)
+
+CITIZENS = ["0791234567%02d" % i for i in range(12)]
+TOKENS = {"a.xuly": "lg_audit-xuly-token", "a.tiep": "lg_audit-tiep-token",
+          "a.off": "lg_audit-disabled-token", "a.bulk": "lg_audit-bulk-token"}
+
+
+def policy():
+    return {
+        "version": "audit-test-1",
+        "operations": {
+            "citizen.lookup": {"method": "GET", "path": "/api/v1/citizens/{id}",
+                               "subject": {"path": "id"}, "purpose": {"dossier": True}},
+            "citizen.verify": {"method": "POST", "path": "/api/v1/citizens/verify",
+                               "subject": {"json": "/so_dinh_danh"}, "purpose": {"dossier": True}},
+        },
+        "roles": {
+            "xu_ly": {"operations": ["citizen.lookup", "citizen.verify"],
+                      "quota": {"per_minute": 3, "per_day": 1000}},
+            "tiep_nhan": {"operations": ["citizen.verify"],
+                          "quota": {"per_minute": 100, "per_day": 1000}},
+            "bulk": {"operations": ["citizen.lookup", "citizen.verify"],
+                     "quota": {"per_minute": 100000, "per_day": 1000000}},
+        },
+        "units": {"mot-cua": {}},
+        "accounts": [
+            {"id": "a.xuly", "unit": "mot-cua", "roles": ["xu_ly"],
+             "credentials": [credential(TOKENS["a.xuly"])]},
+            {"id": "a.tiep", "unit": "mot-cua", "roles": ["tiep_nhan"],
+             "credentials": [credential(TOKENS["a.tiep"])]},
+            {"id": "a.off", "unit": "mot-cua", "roles": ["xu_ly"], "disabled": True,
+             "credentials": [credential(TOKENS["a.off"])]},
+            {"id": "a.bulk", "unit": "mot-cua", "roles": ["bulk"],
+             "credentials": [credential(TOKENS["a.bulk"])]},
+        ],
+    }
+
+
+def verify_body(citizen):
+    return json.dumps({"so_dinh_danh": citizen, "ho_ten": "Phạm Văn An",
+                       "ngay_sinh": "1987-06-22"}, ensure_ascii=False).encode()
+
+
+def bearer(account):
+    return "Bearer " + TOKENS[account]
+
+
+def lookup(port, account, citizen, dossier="HS-2026-0001", timeout=5.0):
+    h = {"X-Dossier-Id": dossier} if dossier else {}
+    h["Authorization"] = bearer(account)
+    payload = ("GET /api/v1/citizens/%s HTTP/1.1\r\nHost: a\r\nConnection: close\r\n%s\r\n" % (
+        citizen, "".join("%s: %s\r\n" % kv for kv in h.items()))).encode()
+    finals, _, _ = exchange(port, payload, timeout=timeout)
+    return finals[0] if finals else None
+
+
+class AuditBase(unittest.TestCase):
+    def setUp(self):
+        self.tmpdir = tempfile.TemporaryDirectory(prefix="lg-audit-")
+        self.tmp = self.tmpdir.name
+        self.stub = Stub(self.tmp)
+        self.gws = []
+
+    def tearDown(self):
+        try:
+            for g in self.gws:
+                g.stop(expect_code=None, verify=False)
+        finally:
+            self.stub.stop()
+            self.tmpdir.cleanup()
+
+    def gateway(self, overrides=None, upstream=None, **kw):
+        g = Gateway(self.tmp, upstream or self.stub.port, overrides, policy=policy(), **kw)
+        self.gws.append(g)
+        return g
+
+    def records_of(self, g, resp, n):
+        """Waits for n records of the response's request id; returns them."""
+        rid = resp.header("x-request-id")
+        self.assertTrue(rid)
+        recs = g.wait_audit(lambda rs: len([r for r in rs if r.get("request_id") == rid]) >= n)
+        return [r for r in recs if r.get("request_id") == rid]
+
+
+class EveryStatus(AuditBase):
+    def test_every_status_has_exactly_its_records(self):
+        """Each status a client can receive: one record for a refusal, intent + result for a
+        forwarded lookup, with the decision, the rule and the status the client got."""
+        g = self.gateway({"limits": {"head_timeout_ms": 400, "body_bytes": 256,
+                                     "header_count": 20}})
+        port = g.port
+        cases = []  # (response, expected types, expected rule)
+
+        r = lookup(port, "a.xuly", CITIZENS[0])
+        self.assertEqual(r.status, 200)
+        cases.append((r, ["lookup.intent", "lookup.result"], "granted"))
+        body = verify_body(CITIZENS[1])
+        r = get(port, "/api/v1/citizens/verify", {"X-Dossier-Id": "HS-1", "Content-Type":
+                "application/json"}, method="POST", body=body, auth=bearer("a.tiep"))
+        self.assertEqual(r.status, 200)
+        cases.append((r, ["lookup.intent", "lookup.result"], "granted"))
+        for resp, status, rule in [
+            (get(port, "/api/v1/citizens/" + CITIZENS[2], auth=None), 401, "credential-required"),
+            (get(port, "/api/v1/citizens/" + CITIZENS[2], auth="Bearer lg_wrong"), 401,
+             "invalid-credential"),
+            (lookup(port, "a.tiep", CITIZENS[2]), 403, "operation-not-granted"),
+            (lookup(port, "a.off", CITIZENS[2]), 403, "account-disabled"),
+            (get(port, "/api/v2/other/" + CITIZENS[2], auth=bearer("a.xuly")), 404,
+             "unknown-operation"),
+            (lookup(port, "a.xuly", CITIZENS[2], dossier=None), 403, "purpose-required"),
+            (lookup(port, "a.xuly", "12345"), 400, "invalid-subject"),
+        ]:
+            self.assertEqual(resp.status, status, resp.body)
+            cases.append((resp, ["request.refused"], rule))
+        # Two more lookups reach the per-minute quota of 3; the next is 429.
+        for c in CITIZENS[3:5]:
+            self.assertEqual(lookup(port, "a.xuly", c).status, 200)
+        r = lookup(port, "a.xuly", CITIZENS[5])
+        self.assertEqual(r.status, 429)
+        cases.append((r, ["request.refused"], "quota-exceeded"))
+        # Refusals by the parser and the limits, with whatever is known.
+        finals, _, _ = exchange(port, b"GET /a b HTTP/1.1\r\nHost: a\r\n\r\n")
+        self.assertEqual(finals[0].status, 400)
+        cases.append((finals[0], ["request.refused"], None))
+        r = get(port, "/api/v1/citizens/verify", {"X-Dossier-Id": "HS-1"}, method="POST",
+                body=b"x" * 1000, auth=bearer("a.tiep"))
+        self.assertEqual(r.status, 413)
+        cases.append((r, ["request.refused"], None))
+        r = get(port, "/api/v1/citizens/" + CITIZENS[6],
+                {"X-H%d" % i: "v" for i in range(30)}, auth=bearer("a.xuly"))
+        self.assertEqual(r.status, 431)
+        cases.append((r, ["request.refused"], None))
+        finals, _, _ = exchange(port, b"GET /api/v1/citizens/079123456706 HTTP/1.1\r\nHost: a\r\n",
+                                timeout=5)
+        self.assertEqual(finals[0].status, 408)
+        cases.append((finals[0], ["request.refused"], None))
+
+        for resp, types, rule in cases:
+            recs = self.records_of(g, resp, len(types))
+            self.assertEqual([x["type"] for x in recs], types, (resp.status, recs))
+            final = recs[-1]
+            self.assertEqual(final["status"], resp.status)
+            if rule:
+                self.assertEqual(final["rule"], rule)
+            else:
+                self.assertEqual(final["rule"], resp.json()["type"].rsplit(":", 1)[1])
+            self.assertEqual(final["decision"], "allow" if rule == "granted" else "refuse")
+            self.assertEqual(final["client"], "127.0.0.1")
+            self.assertEqual(final["policy"], "audit-test-1")
+            if len(types) == 2:
+                intent, result = recs
+                self.assertIsNone(intent["status"])
+                self.assertEqual(intent["subject"], result["subject"])
+                self.assertEqual(len(intent["subject"]), 64)
+                self.assertEqual(result["upstream"]["status"], 200)
+                self.assertEqual(result["upstream"]["bytes"], len(resp.body))
+                self.assertEqual(result["upstream"]["sha256"],
+                                 hashlib.sha256(resp.body).hexdigest())
+                self.assertLess(intent["seq"], result["seq"])
+                self.assertEqual(intent["counters"][0]["name"], "account-per-minute")
+        quota = [c for c in cases if c[2] == "quota-exceeded"][0]
+        rec = self.records_of(g, quota[0], 1)[0]
+        self.assertEqual(rec["account"], "a.xuly")
+        self.assertEqual(rec["roles"], ["xu_ly"])
+        self.assertEqual(rec["unit"], "mot-cua")
+        self.assertEqual(rec["dossier"], "HS-2026-0001")
+        self.assertEqual({c["name"]: c["used"] for c in rec["counters"]}["account-per-minute"], 3)
+        g.stop()
+
+    def test_upstream_failure_is_the_result_record(self):
+        """A lookup whose upstream is down: intent, then a result with 502 and no upstream."""
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            dead = s.getsockname()[1]
+        g = self.gateway(upstream=dead)
+        r = lookup(g.port, "a.xuly", CITIZENS[0])
+        self.assertIn(r.status, (502, 504))
+        recs = self.records_of(g, r, 2)
+        self.assertEqual([x["type"] for x in recs], ["lookup.intent", "lookup.result"])
+        self.assertEqual(recs[1]["status"], r.status)
+        self.assertIsNone(recs[1]["upstream"])
+        self.assertTrue(recs[1]["error"])
+        g.stop()
+
+    def test_admin_records_and_heartbeats(self):
+        g = self.gateway({"audit": {"heartbeat_ms": 1000}})
+        time.sleep(2.6)
+        self.assertTrue(g.reload(policy()))
+        self.assertFalse(g.reload("{not json"))
+        g.stop()
+        recs = g.audit()
+        types = [r["type"] for r in recs]
+        self.assertEqual(types[0], "segment")
+        self.assertEqual(types[1], "start")
+        self.assertEqual(types[-1], "stop")
+        self.assertGreaterEqual(types.count("heartbeat"), 2)
+        reloads = [r for r in recs if r["type"] == "reload"]
+        self.assertEqual([r["result"] for r in reloads], ["ok", "refused"])
+        self.assertTrue(reloads[1]["errors"])
+        self.assertEqual([r["seq"] for r in recs], list(range(len(recs))))
+
+
+class Privacy(AuditBase):
+    def test_no_citizen_id_or_token_and_search_by_citizen(self):
+        g = self.gateway()
+        sent = {}  # citizen -> request ids of its allowed lookups
+        for i in range(24):
+            c = CITIZENS[i % 4]
+            r = lookup(g.port, "a.bulk", c)
+            self.assertEqual(r.status, 200)
+            sent.setdefault(c, []).append(r.header("x-request-id"))
+        body = verify_body(CITIZENS[0])
+        r = get(g.port, "/api/v1/citizens/verify", {"X-Dossier-Id": "HS-9", "Content-Type":
+                "application/json"}, method="POST", body=body, auth=bearer("a.tiep"))
+        self.assertEqual(r.status, 200)
+        sent[CITIZENS[0]].append(r.header("x-request-id"))
+        # Refusals that carry citizen IDs in their paths and bodies, and tokens.
+        lookup(g.port, "a.tiep", CITIZENS[5])
+        get(g.port, "/api/v2/unknown/" + CITIZENS[6] + "?so_dinh_danh=" + CITIZENS[7],
+            auth=bearer("a.xuly"))
+        get(g.port, "/api/v1/citizens/%30%37%39123456708", auth=bearer("a.xuly"))
+        g.stop()
+        data = b""
+        for n in os.listdir(g.audit_dir):
+            with open(os.path.join(g.audit_dir, n), "rb") as f:
+                data += f.read()
+        self.assertIn(b"lookup.intent", data)
+        for c in CITIZENS:
+            self.assertNotIn(c.encode(), data)
+        for t in TOKENS.values():
+            self.assertNotIn(t.encode(), data)
+        self.assertNotIn(b"Bearer", data)
+        self.assertNotIn(b"so_dinh_danh", data)
+
+        keys = os.path.join(self.tmp, "keys")
+        for c in CITIZENS[:4]:
+            rc, out = audit_tool("search", g.audit_dir, "--pubkey", g.pubkey, "--citizen", c,
+                                 "--cid-key", os.path.join(keys, "cid.key"))
+            self.assertEqual(rc, 0, out)
+            recs = [json.loads(l) for l in out.splitlines()]
+            self.assertEqual(sorted({r["request_id"] for r in recs}), sorted(sent[c]))
+            self.assertEqual(len(recs), 2 * len(sent[c]))  # intent and result of each
+        # The refused lookup of CITIZENS[5] is found too, as a refusal.
+        rc, out = audit_tool("search", g.audit_dir, "--pubkey", g.pubkey, "--citizen",
+                             CITIZENS[5], "--cid-key", os.path.join(keys, "cid.key"),
+                             "--format", "csv")
+        self.assertEqual(rc, 0, out)
+        rows = list(csv.DictReader(io.StringIO(out)))
+        self.assertEqual([(r["account"], r["rule"]) for r in rows],
+                         [("a.tiep", "operation-not-granted")])
+        # Other filters.
+        rc, out = audit_tool("search", g.audit_dir, "--pubkey", g.pubkey, "--account", "a.tiep",
+                             "--decision", "refuse")
+        self.assertEqual(len(out.splitlines()), 1, out)
+        rc, out = audit_tool("search", g.audit_dir, "--pubkey", g.pubkey, "--dossier", "HS-9")
+        self.assertEqual(len(out.splitlines()), 2, out)
+        rc, out = audit_tool("search", g.audit_dir, "--pubkey", g.pubkey, "--from", "2000-01-01",
+                             "--to", "2000-01-02")
+        self.assertEqual((rc, out), (0, ""))
+        rc, out = audit_tool("stats", g.audit_dir, "--pubkey", g.pubkey, "--format", "csv",
+                             "--hours", "00:00-24:00", "--days", "sun-sat")
+        self.assertEqual(rc, 0, out)
+        rows = {r["account"]: r for r in csv.DictReader(io.StringIO(out))}
+        self.assertEqual(rows["a.bulk"]["lookups"], "24")
+        self.assertEqual(rows["a.bulk"]["distinct_citizens"], "4")
+        self.assertEqual(rows["a.bulk"]["outside_hours"], "0")
+        self.assertEqual(rows["a.tiep"]["lookups"], "1")
+        self.assertEqual(rows["a.tiep"]["refusals"], "operation-not-granted=1")
+
+
+def run_traffic(g, n, account="a.bulk"):
+    for i in range(n):
+        r = lookup(g.port, account, CITIZENS[i % len(CITIZENS)])
+        assert r is not None and r.status == 200, r
+
+
+class Tampering(AuditBase):
+    def make_log(self):
+        """A log of two runs (two segments) that verifies."""
+        overrides = {"instance": "tamper-1", "audit": {"dir": os.path.join(self.tmp, "log")}}
+        for _ in range(2):
+            g = self.gateway(overrides)
+            run_traffic(g, 6)
+            g.stop()
+        return g
+
+    def copy(self, g, name):
+        d = os.path.join(self.tmp, name)
+        shutil.copytree(g.audit_dir, d)
+        for n in os.listdir(d):
+            os.chmod(os.path.join(d, n), 0o640)
+        return d, sorted(n for n in os.listdir(d) if n.endswith(".jsonl"))
+
+    def edit(self, path, fn):
+        with open(path, "rb") as f:
+            lines = f.read().split(b"\n")[:-1]
+        lines = fn(lines)
+        with open(path, "wb") as f:
+            f.write(b"".join(l + b"\n" for l in lines))
+
+    def verify(self, d, g):
+        return audit_tool("verify", d, "--pubkey", g.pubkey)
+
+    def test_untouched_passes_and_each_tampering_fails_at_its_place(self):
+        g = self.make_log()
+        rc, out = self.verify(g.audit_dir, g)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("verify: PASS", out)
+
+        # One byte of a record changed (an account name) → the next line names it.
+        d, segs = self.copy(g, "byte")
+        def flip(lines):
+            i = next(k for k, l in enumerate(lines) if b'"a.bulk"' in l)
+            lines[i] = lines[i].replace(b'"a.bulk"', b'"a.bulf"', 1)
+            return lines
+        self.edit(os.path.join(d, segs[0]), flip)
+        rc, out = self.verify(d, g)
+        self.assertEqual(rc, 1, out)
+        self.assertRegex(out, re.escape(segs[0]) + r":\d+: seq \d+")
+
+        # A line deleted → seq gap at that line.
+        d, segs = self.copy(g, "delete")
+        self.edit(os.path.join(d, segs[0]), lambda ls: ls[:4] + ls[5:])
+        rc, out = self.verify(d, g)
+        self.assertEqual(rc, 1, out)
+        self.assertIn(segs[0] + ":5: seq 5 where 4 was expected", out)
+
+        # Two lines swapped.
+        d, segs = self.copy(g, "swap")
+        self.edit(os.path.join(d, segs[1]), lambda ls: ls[:2] + [ls[3], ls[2]] + ls[4:])
+        rc, out = self.verify(d, g)
+        self.assertEqual(rc, 1, out)
+        self.assertIn(segs[1] + ":3:", out)
+
+        # The tail truncated: the last records and the closing checkpoint are gone.
+        d, segs = self.copy(g, "truncate")
+        self.edit(os.path.join(d, segs[-1]), lambda ls: ls[:-3])
+        rc, out = self.verify(d, g)
+        self.assertEqual(rc, 1, out)
+        self.assertIn(segs[-1], out)
+        self.assertIn("truncated", out)
+        # Cut in the middle of a line, too.
+        d, segs = self.copy(g, "torn")
+        with open(os.path.join(d, segs[-1]), "r+b") as f:
+            f.truncate(os.path.getsize(os.path.join(d, segs[-1])) - 40)
+        rc, out = self.verify(d, g)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("incomplete", out)
+
+        # A checkpoint's signature altered.
+        d, segs = self.copy(g, "sig")
+        with open(os.path.join(d, segs[1]), "rb") as f:
+            other_sig = [json.loads(l)["sig"] for l in f if b'"type":"checkpoint"' in l][0]
+
+        def badsig(lines):
+            # The signature of another checkpoint: valid, but not for this one's text.
+            i = next(k for k, l in enumerate(lines) if b'"type":"checkpoint"' in l)
+            a = json.loads(lines[i])
+            self.assertNotEqual(a["sig"], other_sig)
+            a["sig"] = other_sig
+            lines[i] = json.dumps(a, separators=(",", ":")).encode()
+            return lines
+        self.edit(os.path.join(d, segs[0]), badsig)
+        rc, out = self.verify(d, g)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("signature", out)
+
+        # A whole segment replaced by a validly signed one of another log of the same name.
+        other = self.gateway({"instance": "tamper-1",
+                              "audit": {"dir": os.path.join(self.tmp, "other")}})
+        run_traffic(other, 3)
+        other.stop()
+        d, segs = self.copy(g, "replace")
+        osegs = sorted(n for n in os.listdir(other.audit_dir) if n.endswith(".jsonl"))
+        os.unlink(os.path.join(d, segs[0]))
+        shutil.copy(os.path.join(other.audit_dir, osegs[0]), os.path.join(d, segs[0]))
+        rc, out = self.verify(d, g)
+        self.assertEqual(rc, 1, out)
+        self.assertIn(segs[0], out)
+        self.assertIn("replaced", out)
+        # A missing segment (the first one deleted).
+        d, segs = self.copy(g, "missing")
+        os.unlink(os.path.join(d, segs[0]))
+        rc, out = self.verify(d, g)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("missing", out)
+
+    def test_kept_checkpoint_proves_growth(self):
+        overrides = {"instance": "kept-1", "audit": {"dir": os.path.join(self.tmp, "log")}}
+        g = self.gateway(overrides)
+        run_traffic(g, 4)
+        g.stop()
+        kept = os.path.join(self.tmp, "kept-checkpoint.json")
+        rc, out = g.verify("--save-checkpoint", kept)
+        self.assertEqual(rc, 0, out)
+        first_seg = sorted(os.listdir(g.audit_dir))
+        g2 = self.gateway(overrides)
+        run_traffic(g2, 4)
+        g2.stop()
+        rc, out = g2.verify("--checkpoint", kept)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("extends the checkpoint", out)
+        # Later: the inspector keeps the newer checkpoint; the second run is removed.
+        rc, out = g2.verify("--save-checkpoint", kept)
+        for n in os.listdir(g2.audit_dir):
+            if n not in first_seg:
+                os.unlink(os.path.join(g2.audit_dir, n))
+        rc, out = g2.verify()
+        self.assertEqual(rc, 0, out)  # on its own, the shorter log looks complete ...
+        rc, out = g2.verify("--checkpoint", kept)
+        self.assertEqual(rc, 1, out)  # ... but not against the kept checkpoint
+        self.assertIn("records were removed", out)
+
+
+class Crash(AuditBase):
+    def test_kill9_under_load_every_forwarded_request_has_its_intent(self):
+        overrides = {"instance": "crash-1", "audit": {"dir": os.path.join(self.tmp, "log")}}
+        g = self.gateway(overrides)
+        stop = threading.Event()
+
+        def load():
+            while not stop.is_set():
+                try:
+                    lookup(g.port, "a.bulk", CITIZENS[3], timeout=2)
+                except OSError:
+                    pass
+        threads = [threading.Thread(target=load) for _ in range(4)]
+        for t in threads:
+            t.start()
+        time.sleep(1.5)
+        g.proc.send_signal(signal.SIGKILL)
+        g.proc.wait(5)
+        stop.set()
+        for t in threads:
+            t.join(10)
+        forwarded = set()
+        for rec in self.stub.received():
+            m = re.search(rb"\r\nX-Request-Id: ([^\r]+)\r\n", rec["raw"], re.I)
+            if m:
+                forwarded.add(m.group(1).decode())
+        self.assertGreater(len(forwarded), 10)
+        intents = {r["request_id"] for r in read_audit(g.audit_dir) if r["type"] == "lookup.intent"}
+        self.assertEqual(forwarded - intents, set())
+        rc, out = g.verify()
+        self.assertEqual(rc, 1)  # not closed: no stop record yet
+        rc, out = g.verify("--live")
+        self.assertEqual(rc, 0, out)
+
+        g2 = self.gateway(overrides)
+        run_traffic(g2, 2)
+        g2.stop()  # verifies the whole log
+        recs = g2.audit()
+        rec = [r for r in recs if r["type"] == "recovery"]
+        self.assertEqual(len(rec), 1)
+        self.assertFalse(rec[0]["clean_stop"])
+        self.assertEqual(rec[0]["last_seq"], rec[0]["seq"] - 2)  # then the new segment header
+        self.assertEqual([r["seq"] for r in recs], list(range(len(recs))))
+
+    def test_torn_last_line_is_moved_aside_and_recorded(self):
+        overrides = {"instance": "torn-1", "audit": {"dir": os.path.join(self.tmp, "log")}}
+        g = self.gateway(overrides)
+        run_traffic(g, 3)
+        g.proc.send_signal(signal.SIGKILL)
+        g.proc.wait(5)
+        seg = sorted(n for n in os.listdir(g.audit_dir) if n.endswith(".jsonl"))[-1]
+        with open(os.path.join(g.audit_dir, seg), "ab") as f:
+            f.write(b'{"seq":99,"prev":"0000","time":"2026-')  # a write cut by the crash
+        g2 = self.gateway(overrides)
+        g2.stop()
+        rec = [r for r in g2.audit() if r["type"] == "recovery"][0]
+        self.assertEqual(rec["torn_bytes"], 37)
+        aside = os.path.join(g.audit_dir, rec["torn_file"])
+        with open(aside, "rb") as f:
+            self.assertEqual(f.read(), b'{"seq":99,"prev":"0000","time":"2026-')
+        self.assertIn(b"torn byte", g2.log_text())
+
+
+@unittest.skipUnless(os.geteuid() == 0 and shutil.which("mount"), "needs root to mount a tmpfs")
+class DiskFailure(AuditBase):
+    def setUp(self):
+        super().setUp()
+        self.mnt = os.path.join(self.tmp, "mnt")
+        os.mkdir(self.mnt)
+        r = subprocess.run(["mount", "-t", "tmpfs", "-o", "size=1m", "tmpfs", self.mnt],
+                           capture_output=True)
+        if r.returncode != 0:
+            self.skipTest("cannot mount a tmpfs: %s" % r.stderr.decode())
+
+    def tearDown(self):
+        try:
+            for g in self.gws:
+                g.stop(expect_code=None, verify=False)
+            self.gws = []
+        finally:
+            subprocess.run(["umount", "-l", self.mnt])
+            super().tearDown()
+
+    def fill(self):
+        path = os.path.join(self.mnt, "filler")
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT, 0o600)
+        try:
+            while True:
+                os.write(fd, b"\0" * 4096)
+        except OSError:
+            pass
+        finally:
+            os.close(fd)
+        return path
+
+    def test_full_disk_refuses_lookups_and_recovers(self):
+        g = self.gateway({"audit": {"dir": os.path.join(self.mnt, "audit")}})
+        self.assertEqual(lookup(g.port, "a.bulk", CITIZENS[0]).status, 200)
+        before = self.stub.count()
+        filler = self.fill()
+        # The segment's last page may still take a record or two; then writes fail.
+        allowed = 0
+        for _ in range(20):
+            if lookup(g.port, "a.bulk", CITIZENS[1]).status != 200:
+                break
+            allowed += 1
+        self.assertLess(allowed, 20)
+        # (That last lookup may have reached the upstream with its intent durable and had its
+        # response withheld because the result could not be recorded.)
+        before = self.stub.count()
+        statuses = [lookup(g.port, "a.bulk", CITIZENS[1]).status for _ in range(5)]
+        self.assertEqual(statuses, [503] * 5)
+        r = lookup(g.port, "a.bulk", CITIZENS[1])
+        self.assertEqual(r.json()["type"], "urn:lookupgate:problem:audit-unavailable")
+        self.assertEqual(r.header("retry-after"), "1")
+        self.assertEqual(self.stub.count(), before)  # nothing went upstream
+        self.assertIn(b"audit log: write", g.log_text())
+        os.unlink(filler)
+        deadline = time.time() + 10
+        while time.time() < deadline:
+            r = lookup(g.port, "a.bulk", CITIZENS[2])
+            if r.status == 200:
+                break
+            time.sleep(0.2)
+        self.assertEqual(r.status, 200)
+        self.assertEqual(self.stub.count(), before + 1)
+        self.assertIn(b"audit log writable again", g.log_text())
+        g.stop()  # the log, with its sealed segment, verifies
+        recs = g.audit()
+        self.assertTrue([x for x in recs if x["type"] == "audit.outage"])
+        seg = [x for x in recs if x["type"] == "segment" and x["prev_segment"]]
+        self.assertTrue(seg[0]["prev_segment"]["sealed"])
+
+    def test_free_space_floor_refuses_lookups(self):
+        g = self.gateway({"audit": {"dir": os.path.join(self.mnt, "audit"), "min_free_mb": 1}})
+        time.sleep(1)
+        r = lookup(g.port, "a.bulk", CITIZENS[0])
+        # 1 MiB tmpfs always has less than 1 MiB free once the log exists.
+        self.assertEqual(r.status, 503)
+        self.assertEqual(self.stub.count(), 0)
+        self.assertIn(b"under the floor", g.log_text())
+        # Refusals are still recorded while space is low.
+        recs = self.records_of(g, r, 1)
+        self.assertEqual(recs[0]["rule"], "audit-unavailable")
+        g.stop()
+
+
+class Instances(AuditBase):
+    def test_search_merges_instances_by_time_and_verifies_each(self):
+        a = self.gateway({"instance": "inst-a", "audit": {"dir": os.path.join(self.tmp, "a")}})
+        b = self.gateway({"instance": "inst-b", "audit": {"dir": os.path.join(self.tmp, "b")}})
+        order = []
+        for i in range(6):
+            g = a if i % 2 == 0 else b
+            r = lookup(g.port, "a.bulk", CITIZENS[0])
+            order.append(r.header("x-request-id"))
+            time.sleep(0.01)
+        a.stop()
+        b.stop()
+        rc, out = audit_tool("search", a.audit_dir, b.audit_dir, "--pubkey", a.pubkey,
+                             "--type", "lookup.intent")
+        self.assertEqual(rc, 0, out)
+        recs = [json.loads(l) for l in out.splitlines()]
+        self.assertEqual([r["request_id"] for r in recs], order)
+        self.assertEqual({r["instance"] for r in recs}, {"inst-a", "inst-b"})
+        rc, out = audit_tool("verify", a.audit_dir, b.audit_dir, "--pubkey", a.pubkey)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("OK   inst-a", out)
+        self.assertIn("OK   inst-b", out)
+        # One instance damaged: search refuses to answer from an unverified log.
+        seg = sorted(n for n in os.listdir(b.audit_dir) if n.endswith(".jsonl"))[0]
+        p = os.path.join(b.audit_dir, seg)
+        os.chmod(p, 0o640)
+        with open(p, "rb") as f:
+            data = f.read()
+        with open(p, "wb") as f:
+            f.write(data.replace(b'"a.bulk"', b'"a.bulx"', 1))
+        rc, out = audit_tool("search", a.audit_dir, b.audit_dir, "--pubkey", a.pubkey)
+        self.assertEqual(rc, 1)
+        self.assertIn("FAIL inst-b", out)
+
+
+if __name__ == "__main__":
+    unittest.main()
