@@ -3,6 +3,7 @@ upstream (certificate and hostname verification), with certificates made by the 
 The upstream-TLS tests put a TLS front (a byte pipe in this process, with the test CA's server
 certificate) before the real stub: gateway → (TLS) → front → stub."""
 
+import hashlib
 import os
 import socket
 import ssl
@@ -176,6 +177,15 @@ class Tls(unittest.TestCase):
         good.load_cert_chain(os.path.join(self.d, "client.crt"), os.path.join(self.d, "client.key"))
         r, _ = self.request(self.mtls.port, good)
         self.assertEqual(r.status, 200)
+        # The audit records name the client certificate by its SHA-256 fingerprint.
+        with open(os.path.join(self.d, "client.crt")) as f:
+            der = ssl.PEM_cert_to_DER_cert(f.read())
+        rid = r.header("x-request-id")
+        recs = self.mtls.wait_audit(lambda rs: len([x for x in rs if x.get("request_id") == rid]) == 2)
+        recs = [x for x in recs if x.get("request_id") == rid]
+        self.assertEqual([x["type"] for x in recs], ["lookup.intent", "lookup.result"])
+        for x in recs:
+            self.assertEqual(x["tls_client"], "sha256:" + hashlib.sha256(der).hexdigest())
 
     def test_h13_plain_http_on_tls_port_closes_cleanly(self):
         with socket.create_connection(("127.0.0.1", self.gw.port), timeout=3) as s:

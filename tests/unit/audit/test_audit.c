@@ -212,6 +212,27 @@ static void test_writer(void)
     CHECK(strstr(err, segs[0].name) != NULL && strstr(err, "seq 3") != NULL);
     printf("tampered: %s\n", err);
     seg_list_free(segs, nseg);
+
+    /* A silence of ten minutes while the instance runs (heartbeats every minute) fails. */
+    char gapdir[160];
+    snprintf(gapdir, sizeof gapdir, "%s/gap", tmpdir);
+    a = open_log(keys, gapdir);
+    CHECK(a != NULL);
+    if (a) {
+        char t[25], late[200];
+        struct timespec ts;
+        clock_gettime(CLOCK_REALTIME, &ts);
+        audit_log(a, start, rec_text(start, sizeof start, "\"type\":\"start\",\"instance\":"
+                                                          "\"unit-1\",\"heartbeat_ms\":60000}"));
+        audit_format_time((int64_t)ts.tv_sec * 1000 + 600000, t);
+        int n = snprintf(late, sizeof late, "\"time\":\"%s\",\"type\":\"lookup.intent\","
+                         "\"instance\":\"unit-1\"}", t);
+        audit_log(a, late, (size_t)n);
+        audit_close(a, late, (size_t)n); /* (a second record at the same late time) */
+    }
+    CHECK(verify_dir(gapdir, pub, 1, err, sizeof err) < 0);
+    CHECK(strstr(err, ":3: seq 2: no record for 59") != NULL);
+    printf("gap: %s\n", err);
     if (check_failures == 0)
         sh("rm -rf %s", tmpdir);
     EVP_PKEY_free(pub);
