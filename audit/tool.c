@@ -182,6 +182,23 @@ static int parse_common(struct common *c, int key, const char *arg)
     return 1;
 }
 
+/* The directories after the options; checks them, the keys and the format (one of f1, f2);
+ * sets the zone. 0, or 2 (usage error) with a message. */
+static int finish_args(struct common *c, int argc, char **argv, const char *cmd,
+                       const char *format, const char *f1, const char *f2)
+{
+    for (; optind < argc && c->ndirs < MAX_DIRS; optind++)
+        c->dirs[c->ndirs++] = argv[optind];
+    if (c->ndirs == 0 || c->nkeys == 0 || (strcmp(format, f1) && strcmp(format, f2))) {
+        fprintf(stderr, "lookupgate-audit %s: give DIR..., --pubkey FILE, and --format %s or "
+                        "%s\n", cmd, f1, f2);
+        return 2;
+    }
+    setenv("TZ", c->zone, 1);
+    tzset();
+    return 0;
+}
+
 /* --- time arguments ------------------------------------------------------------------------ */
 
 static int64_t parse_when(const char *s, int end_of_day)
@@ -325,15 +342,8 @@ static int cmd_search(int argc, char **argv)
         default: usage(stderr); return 2;
         }
     }
-    for (; optind < argc && c.ndirs < MAX_DIRS; optind++)
-        c.dirs[c.ndirs++] = argv[optind];
-    if (c.ndirs == 0 || c.nkeys == 0 || (strcmp(format, "jsonl") && strcmp(format, "csv"))) {
-        fprintf(stderr, "lookupgate-audit search: give DIR..., --pubkey FILE, and --format "
-                        "jsonl or csv\n");
+    if (finish_args(&c, argc, argv, "search", format, "jsonl", "csv") != 0)
         return 2;
-    }
-    setenv("TZ", c.zone, 1);
-    tzset();
     if ((from && (s.from = parse_when(from, 0)) < 0) || (to && (s.to = parse_when(to, 1)) < 0)) {
         fprintf(stderr, "lookupgate-audit search: bad time (use YYYY-MM-DD or "
                         "YYYY-MM-DDTHH:MM[:SS][Z])\n");
@@ -551,15 +561,8 @@ static int cmd_stats(int argc, char **argv)
                         "mon-fri)\n");
         return 2;
     }
-    for (; optind < argc && c.ndirs < MAX_DIRS; optind++)
-        c.dirs[c.ndirs++] = argv[optind];
-    if (c.ndirs == 0 || c.nkeys == 0 || (strcmp(format, "table") && strcmp(format, "csv"))) {
-        fprintf(stderr, "lookupgate-audit stats: give DIR..., --pubkey FILE, and --format "
-                        "table or csv\n");
+    if (finish_args(&c, argc, argv, "stats", format, "table", "csv") != 0)
         return 2;
-    }
-    setenv("TZ", c.zone, 1);
-    tzset();
     struct verify_opts vo = {.pubs = (struct evp_pkey_st **)c.keys, .npubs = c.nkeys,
                              .live = c.live, .on_record = stats_rec, .arg = &s};
     int failed = verify_all(&c, &vo, 0, stderr, NULL, NULL);
