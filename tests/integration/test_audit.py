@@ -151,6 +151,12 @@ class EveryStatus(AuditBase):
                 {"X-H%d" % i: "v" for i in range(30)}, auth=bearer("a.xuly"))
         self.assertEqual(r.status, 431)
         cases.append((r, ["request.refused"], None))
+        for raw, status in [(b"GET /" + b"a" * 5000 + b" HTTP/1.1\r\nHost: a\r\n\r\n", 414),
+                            (b"GET / HTTP/2.0\r\nHost: a\r\n\r\n", 505),
+                            (b"CONNECT a:443 HTTP/1.1\r\nHost: a:443\r\n\r\n", 405)]:
+            finals, _, _ = exchange(port, raw)
+            self.assertEqual(finals[0].status, status)
+            cases.append((finals[0], ["request.refused"], None))
         finals, _, _ = exchange(port, b"GET /api/v1/citizens/079123456706 HTTP/1.1\r\nHost: a\r\n",
                                 timeout=5)
         self.assertEqual(finals[0].status, 408)

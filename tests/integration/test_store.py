@@ -130,6 +130,9 @@ class StoreFaults(unittest.TestCase):
         for _ in range(4):
             self.assert_denied(lookup(gw.port))
         self.assertEqual(self.stub.count(), 0)
+        recs = gw.wait_audit(lambda rs: len([r for r in rs if r["type"] == "request.refused"]) == 4)
+        self.assertEqual([(r["status"], r["rule"]) for r in recs if r["type"] == "request.refused"],
+                         [(503, "quota-store-unavailable")] * 4)
         self.redis(port)
         self.wait_ok(gw.port)
 
@@ -241,6 +244,13 @@ class StoreFaults(unittest.TestCase):
         self.assertEqual(got, [200] * 5 + [429] * 3)
         self.assertEqual(self.stub.count(), 5)
         self.assertIn(b"admitted by the local fallback", gw.log_text())
+        # Every degraded decision is marked in the audit record, with the clock it used.
+        recs = gw.wait_audit(lambda rs: len([r for r in rs if r["type"] == "request.refused"]) == 3)
+        intents = [r for r in recs if r["type"] == "lookup.intent"]
+        refused = [r for r in recs if r["type"] == "request.refused"]
+        self.assertEqual(len(intents), 5)
+        self.assertTrue(all(r["degraded"] and r["clock"] == "proxy" for r in intents + refused))
+        self.assertEqual({r["rule"] for r in refused}, {"quota-exceeded"})
 
     def test_e8_sentinel_failover(self):
         a = self.redis()
