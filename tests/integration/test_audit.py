@@ -616,6 +616,40 @@ class Rotation(AuditBase):
         self.assertEqual(self.stub.count(), n)
 
 
+class Backpressure(AuditBase):
+    def test_full_queue_refuses_lookups_with_503_and_records_them(self):
+        """G4's bound: with at most 16 records held and a long group-commit window, a burst of
+        30 lookups gets 16 admitted and the rest 503 audit-unavailable, nothing of those
+        upstream, and every request recorded."""
+        g = self.gateway({"audit": {"queue_records": 16, "group_commit_us": 100000}})
+        out = [None] * 30
+        go = threading.Barrier(30)
+
+        def run(i):
+            go.wait()
+            out[i] = lookup(g.port, "a.bulk", CITIZENS[i % len(CITIZENS)], timeout=10)
+        ts = [threading.Thread(target=run, args=(i,)) for i in range(30)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(30)
+        statuses = sorted(r.status for r in out)
+        ok = statuses.count(200)
+        self.assertGreater(ok, 0)
+        self.assertLessEqual(ok, 16)
+        self.assertEqual(statuses, [200] * ok + [503] * (30 - ok))
+        self.assertEqual(self.stub.count(), ok)
+        for r in out:
+            if r.status == 503:
+                self.assertEqual(r.json()["type"], "urn:lookupgate:problem:audit-unavailable")
+        g.stop()
+        recs = g.audit()
+        for r in out:
+            mine = [x for x in recs if x.get("request_id") == r.header("x-request-id")]
+            want = ["lookup.intent", "lookup.result"] if r.status == 200 else ["request.refused"]
+            self.assertEqual([x["type"] for x in mine], want)
+
+
 class Instances(AuditBase):
     def test_search_merges_instances_by_time_and_verifies_each(self):
         a = self.gateway({"instance": "inst-a", "audit": {"dir": os.path.join(self.tmp, "a")}})
