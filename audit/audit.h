@@ -18,6 +18,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/hist.h"
+
 struct evp_pkey_st;
 struct event_base;
 struct audit;
@@ -107,6 +109,7 @@ struct audit_stats {
     uint64_t lost;           /* records refused because memory was full while failing */
     uint64_t failures;       /* write or fsync errors */
     uint64_t seq;            /* next seq */
+    struct hist_snap fsync;  /* write + fdatasync time per batch */
 };
 void audit_get_stats(struct audit *a, struct audit_stats *st);
 

@@ -24,6 +24,7 @@
 #include "audit/jsonw.h"
 #include "audit/merkle.h"
 #include "audit/segment.h"
+#include "common/hist.h"
 #include "common/log.h"
 #include "common/util.h"
 
@@ -74,6 +75,7 @@ struct audit {
     atomic_ullong held;             /* records queued or awaiting retry */
     atomic_ullong lost;
     atomic_ullong st_records, st_batches, st_fsync_us, st_failures, st_seq;
+    struct hist st_fsync;           /* write + fdatasync time per batch */
 
     /* The writer thread's own state. */
     int fd;                          /* current segment, -1 when none */
@@ -158,6 +160,8 @@ void audit_get_stats(struct audit *a, struct audit_stats *st)
     st->lost = atomic_load(&a->lost);
     st->failures = atomic_load(&a->st_failures);
     st->seq = atomic_load(&a->st_seq);
+    memset(&st->fsync, 0, sizeof st->fsync);
+    hist_add_to(&st->fsync, &a->st_fsync);
 }
 
 /* --- sinks ------------------------------------------------------------------------------ */
@@ -381,7 +385,9 @@ static int flush_out(struct audit *a, char *why, size_t whylen)
         snprintf(why, whylen, "fdatasync of %s failed: %s", a->seg, strerror(errno));
         return -1;
     }
-    atomic_fetch_add(&a->st_fsync_us, (unsigned long long)(now_mono_us() - t0));
+    int64_t took = now_mono_us() - t0;
+    atomic_fetch_add(&a->st_fsync_us, (unsigned long long)took);
+    hist_observe(&a->st_fsync, took);
     atomic_fetch_add(&a->st_batches, 1);
     sha256_add(&a->seg_hash, a->out.buf, a->out.len);
     a->seg_bytes += a->out.len;

@@ -352,6 +352,105 @@ static void load_audit(struct cfg_ctx *c, json_t *v, struct cfg_audit *a)
         }
 }
 
+static const struct cfg_key admin_keys[] = {
+    K_STR(struct cfg_admin, address, 0),
+    K_INT(struct cfg_admin, status_refresh_s, 1, 3600, 10),
+    K_END,
+};
+
+static const struct cfg_key admin_token_keys[] = {
+    K_STR(struct cfg_admin_token, name, 1),
+    K_STR(struct cfg_admin_token, sha256, 1),
+    K_END,
+};
+
+static int name_ok(const char *s, size_t max)
+{
+    size_t n = strlen(s);
+    if (n == 0 || n > max)
+        return 0;
+    for (; *s; s++)
+        if (!((*s >= 'a' && *s <= 'z') || (*s >= 'A' && *s <= 'Z') || (*s >= '0' && *s <= '9') ||
+              *s == '.' || *s == '_' || *s == '-' || *s == '@'))
+            return 0;
+    return 1;
+}
+
+static void load_admin_tokens(struct cfg_ctx *c, json_t *arr, struct cfg_admin *a)
+{
+    char path[64];
+    if (!json_is_array(arr) || json_array_size(arr) > 256) {
+        cfg_error(c, "admin.tokens", "expected an array of up to 256 {\"name\", \"sha256\"} "
+                                     "objects");
+        return;
+    }
+    a->ntokens = json_array_size(arr);
+    a->tokens = xcalloc(a->ntokens + 1, sizeof *a->tokens);
+    for (size_t i = 0; i < a->ntokens; i++) {
+        struct cfg_admin_token *t = &a->tokens[i];
+        json_t *o = json_array_get(arr, i);
+        snprintf(path, sizeof path, "admin.tokens[%zu]", i);
+        if (!json_is_object(o)) {
+            cfg_error(c, path, "expected an object, got %s", cfg_type_name(o));
+            continue;
+        }
+        cfg_apply(c, o, path, admin_token_keys, t, NULL);
+        if (t->name && !name_ok(t->name, 64)) {
+            snprintf(path, sizeof path, "admin.tokens[%zu].name", i);
+            cfg_error(c, path, "use 1 to 64 letters, digits, '.', '_', '-' and '@'");
+        }
+        int ok = t->sha256 && strlen(t->sha256) == 64;
+        for (int k = 0; ok && k < 32; k++) {
+            int hi = hex_digit_value((unsigned char)t->sha256[2 * k]);
+            int lo = hex_digit_value((unsigned char)t->sha256[2 * k + 1]);
+            ok = hi >= 0 && lo >= 0;
+            t->digest[k] = (unsigned char)(hi << 4 | lo);
+        }
+        if (t->sha256 && !ok) {
+            snprintf(path, sizeof path, "admin.tokens[%zu].sha256", i);
+            cfg_error(c, path, "expected 64 hex digits (the SHA-256 of the token; make one with "
+                               "lookupgate token)");
+        }
+        for (size_t k = 0; k < i && t->name; k++)
+            if (a->tokens[k].name && strcmp(a->tokens[k].name, t->name) == 0) {
+                snprintf(path, sizeof path, "admin.tokens[%zu].name", i);
+                cfg_error(c, path, "duplicate admin name \"%s\"", t->name);
+            }
+    }
+}
+
+static void load_admin(struct cfg_ctx *c, json_t *v, struct cfg_admin *a)
+{
+    static const char *const extra[] = {"tokens", "tls", NULL};
+    char host[256];
+    int port;
+    if (v && !json_is_object(v)) {
+        cfg_error(c, "admin", "expected an object, got %s", cfg_type_name(v));
+        return;
+    }
+    json_t *empty = json_object();
+    cfg_apply(c, v ? v : empty, "admin", admin_keys, a, extra);
+    json_decref(empty);
+    if (a->address == NULL)
+        a->address = xstrdup("127.0.0.1:9090");
+    if (a->address[0] && config_split_hostport(a->address, host, sizeof host, &port) != 0)
+        cfg_error(c, "admin.address", "expected \"host:port\", or \"\" for no admin listener");
+    json_t *t = v ? json_object_get(v, "tokens") : NULL;
+    if (t && !json_is_null(t))
+        load_admin_tokens(c, t, a);
+    json_t *tls = v ? json_object_get(v, "tls") : NULL;
+    if (tls && !json_is_null(tls)) {
+        if (!json_is_object(tls)) {
+            cfg_error(c, "admin.tls", "expected an object, got %s", cfg_type_name(tls));
+            return;
+        }
+        a->tls_enabled = 1;
+        cfg_apply(c, tls, "admin.tls", tls_server_keys, &a->tls, NULL);
+        if (a->tls.require_client_cert && a->tls.client_ca == NULL)
+            cfg_error(c, "admin.tls", "require_client_cert needs client_ca");
+    }
+}
+
 /* The default instance name: the host name, reduced to [A-Za-z0-9._-]. */
 static char *default_instance(void)
 {
@@ -401,8 +500,8 @@ static void load_root(struct cfg_ctx *c, json_t *root, struct lg_config *cfg)
         K_STR(struct lg_config, instance, 0),
         K_END,
     };
-    static const char *const root_extra[] = {"log",    "listeners", "upstream", "limits",
-                                             "policy", "store",     "audit",    NULL};
+    static const char *const root_extra[] = {"log",   "listeners", "upstream", "limits", "policy",
+                                             "store", "audit",     "admin",    NULL};
     struct log_section ls = {0};
     cfg_apply(c, root, "", root_keys, cfg, root_extra);
 
@@ -456,6 +555,7 @@ static void load_root(struct cfg_ctx *c, json_t *root, struct lg_config *cfg)
     json_decref(empty2);
 
     load_audit(c, json_object_get(root, "audit"), &cfg->audit);
+    load_admin(c, json_object_get(root, "admin"), &cfg->admin);
     if (cfg->instance == NULL)
         cfg->instance = default_instance();
     else if (!instance_ok(cfg->instance))
@@ -537,5 +637,12 @@ void config_free(struct lg_config *cfg)
     free(cfg->audit.dir);
     free(cfg->audit.signing_key);
     free(cfg->audit.cid_key);
+    free(cfg->admin.address);
+    for (size_t i = 0; i < cfg->admin.ntokens; i++) {
+        free(cfg->admin.tokens[i].name);
+        free(cfg->admin.tokens[i].sha256);
+    }
+    free(cfg->admin.tokens);
+    free_tls_server(&cfg->admin.tls);
     free(cfg);
 }

@@ -104,6 +104,24 @@ struct cfg_audit {
     int min_free_mb;            /* free space floor on the audit file system */
 };
 
+/* An operator allowed on the admin listener: a name (in audit records) and the SHA-256 of the
+ * bearer token (never the token itself). */
+struct cfg_admin_token {
+    char *name;
+    char *sha256;                 /* hex, as written */
+    unsigned char digest[32];     /* derived */
+};
+
+/* The admin listener: health, readiness, metrics, the status page and /admin/v1/. */
+struct cfg_admin {
+    char *address;                /* "host:port" (default 127.0.0.1:9090); "" : no listener */
+    struct cfg_admin_token *tokens;
+    size_t ntokens;
+    int tls_enabled;              /* 1 if a "tls" object was given */
+    struct cfg_tls_server tls;
+    int status_refresh_s;         /* the status page reloads itself this often */
+};
+
 struct lg_config {
     char *path;                     /* file the config was read from */
     int workers;                    /* event loop threads (0 in the file: one per core) */
@@ -118,6 +136,7 @@ struct lg_config {
     struct cfg_store store;
     char *instance;                 /* this instance's name in the audit log (default: host) */
     struct cfg_audit audit;
+    struct cfg_admin admin;
 };
 
 /* Reads and validates path. On success returns a config; on failure returns NULL and writes one

@@ -431,10 +431,9 @@ static void limits(const struct policy *p, struct pol_decision *d)
     const struct pol_account *a = d->account;
     struct pol_limits *l = &d->limits;
     int op_all = 1;
+    policy_account_limits(p, a, l);
     for (size_t i = 0; i < a->nroles; i++) {
         const struct pol_role *r = a->roles[i];
-        l->acct_minute = imax(l->acct_minute, r->quota.per_minute);
-        l->acct_day = imax(l->acct_day, r->quota.per_day);
         if (!r->grants[d->op->idx])
             continue;
         const struct pol_quota *q = &r->op_quota[d->op->idx];
@@ -445,6 +444,16 @@ static void limits(const struct policy *p, struct pol_decision *d)
     }
     if (!op_all) /* a granting role without a per-operation quota: none applies */
         l->op_minute = l->op_day = 0;
+}
+
+void policy_account_limits(const struct policy *p, const struct pol_account *a,
+                           struct pol_limits *l)
+{
+    memset(l, 0, sizeof *l);
+    for (size_t i = 0; i < a->nroles; i++) {
+        l->acct_minute = imax(l->acct_minute, a->roles[i]->quota.per_minute);
+        l->acct_day = imax(l->acct_day, a->roles[i]->quota.per_day);
+    }
     if (a->has_quota) {
         l->acct_minute = a->quota.per_minute;
         l->acct_day = a->quota.per_day;

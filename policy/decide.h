@@ -85,6 +85,10 @@ struct pol_decision {
 /* Decides r against p. Pointers in d point into p, which the caller keeps referenced. */
 void policy_decide(const struct policy *p, const struct pol_request *r, struct pol_decision *d);
 
+/* The account-wide, unit and global limits of a (no per-operation ones). */
+void policy_account_limits(const struct policy *p, const struct pol_account *a,
+                           struct pol_limits *l);
+
 /* Only the authentication step (for refusing before a request body is read). */
 enum decision policy_authenticate(const struct policy *p, const struct pol_request *r,
                                   struct pol_decision *d);

@@ -39,6 +39,7 @@ struct pol_operation {
     int subject_seg;          /* SUBJ_PATH: segment index */
     int need_dossier;         /* X-Dossier-Id required */
     int need_procedure;       /* X-Procedure-Code required */
+    int stat_slot;            /* metrics slot; set by the proxy before the snapshot is used */
 };
 
 struct pol_window {

@@ -5,14 +5,16 @@
 #include <string.h>
 
 const char *const quota_outcome_text[] = {"admitted", "exceeded", "suspended", "store-error"};
+const char *const quota_level_text[] = {"account", "operation", "unit", "global"};
 
-static void add(struct quota_plan *pl, enum quota_kind kind, int limit, const char *key,
-                const char *field, const char *name)
+static void add(struct quota_plan *pl, enum quota_kind kind, enum quota_level level, int limit,
+                const char *key, const char *field, const char *name)
 {
     if (limit <= 0 || pl->n >= QUOTA_MAX_CHECKS)
         return;
     struct quota_check *c = &pl->checks[pl->n++];
     c->kind = kind;
+    c->level = level;
     c->limit = limit;
     snprintf(c->key, sizeof c->key, "%s", key);
     snprintf(c->field, sizeof c->field, "%s", field);
@@ -28,34 +30,36 @@ void quota_plan_build(struct quota_plan *pl, const char *prefix, const struct po
                       int64_t now_ms, int64_t proxy_now_ms, const char *member)
 {
     const struct pol_limits *l = &d->limits;
-    const char *acct = d->account->id, *op = d->op->name;
+    const char *acct = d->account->id, *op = d->op ? d->op->name : NULL;
     char k[160], f[96], name[96];
     memset(pl, 0, sizeof *pl);
     snprintf(pl->account, sizeof pl->account, "%s", acct);
     quota_susp_key(pl->susp_key, sizeof pl->susp_key, prefix, acct);
     snprintf(pl->last_key, sizeof pl->last_key, "%s:{a:%s}:last", prefix, acct);
     snprintf(k, sizeof k, "%s:{a:%s}:m", prefix, acct);
-    add(pl, QUOTA_MINUTE, l->acct_minute, k, "", "account-per-minute");
+    add(pl, QUOTA_MINUTE, QLEVEL_ACCOUNT, l->acct_minute, k, "", "account-per-minute");
     snprintf(k, sizeof k, "%s:{a:%s}:d", prefix, acct);
-    add(pl, QUOTA_DAY, l->acct_day, k, "n", "account-per-day");
-    snprintf(k, sizeof k, "%s:{a:%s}:m:%s", prefix, acct, op);
-    snprintf(name, sizeof name, "%s-per-minute", op);
-    add(pl, QUOTA_MINUTE, l->op_minute, k, "", name);
-    snprintf(k, sizeof k, "%s:{a:%s}:d", prefix, acct);
-    snprintf(f, sizeof f, "o:%s", op);
-    snprintf(name, sizeof name, "%s-per-day", op);
-    add(pl, QUOTA_DAY, l->op_day, k, f, name);
+    add(pl, QUOTA_DAY, QLEVEL_ACCOUNT, l->acct_day, k, "n", "account-per-day");
+    if (op) {
+        snprintf(k, sizeof k, "%s:{a:%s}:m:%s", prefix, acct, op);
+        snprintf(name, sizeof name, "%s-per-minute", op);
+        add(pl, QUOTA_MINUTE, QLEVEL_OPERATION, l->op_minute, k, "", name);
+        snprintf(k, sizeof k, "%s:{a:%s}:d", prefix, acct);
+        snprintf(f, sizeof f, "o:%s", op);
+        snprintf(name, sizeof name, "%s-per-day", op);
+        add(pl, QUOTA_DAY, QLEVEL_OPERATION, l->op_day, k, f, name);
+    }
     if (d->account->unit) {
         const char *u = d->account->unit->name;
         snprintf(k, sizeof k, "%s:{u:%s}:m", prefix, u);
-        add(pl, QUOTA_MINUTE, l->unit_minute, k, "", "unit-per-minute");
+        add(pl, QUOTA_MINUTE, QLEVEL_UNIT, l->unit_minute, k, "", "unit-per-minute");
         snprintf(k, sizeof k, "%s:{u:%s}:d", prefix, u);
-        add(pl, QUOTA_DAY, l->unit_day, k, "n", "unit-per-day");
+        add(pl, QUOTA_DAY, QLEVEL_UNIT, l->unit_day, k, "n", "unit-per-day");
     }
     snprintf(k, sizeof k, "%s:{g}:m", prefix);
-    add(pl, QUOTA_MINUTE, l->global_minute, k, "", "global-per-minute");
+    add(pl, QUOTA_MINUTE, QLEVEL_GLOBAL, l->global_minute, k, "", "global-per-minute");
     snprintf(k, sizeof k, "%s:{g}:d", prefix);
-    add(pl, QUOTA_DAY, l->global_day, k, "n", "global-per-day");
+    add(pl, QUOTA_DAY, QLEVEL_GLOBAL, l->global_day, k, "n", "global-per-day");
     pl->now_ms = now_ms;
     clock_local_days(proxy_now_ms, &pl->days);
     snprintf(pl->member, sizeof pl->member, "%s", member);

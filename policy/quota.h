@@ -23,8 +23,20 @@ enum quota_kind {
     QUOTA_DAY,    /* local calendar day */
 };
 
+/* Whose counter it is (metrics count near-limit events per level, never per account). */
+enum quota_level {
+    QLEVEL_ACCOUNT,
+    QLEVEL_OPERATION, /* the account's count of one operation */
+    QLEVEL_UNIT,
+    QLEVEL_GLOBAL,
+    QLEVEL__COUNT
+};
+
+extern const char *const quota_level_text[];
+
 struct quota_check {
     enum quota_kind kind;
+    enum quota_level level;
     int limit;
     char key[160];  /* store key: a sorted set (minute) or a hash (day) */
     char field[96]; /* day: the hash field counted ("n", or "o:<operation>") */
@@ -70,7 +82,9 @@ struct quota_result {
 };
 
 /* Builds the plan for an allowed decision d. prefix is the key prefix ("lg"); now_ms is the
- * time to decide at, or 0 to use the store's clock; proxy_now_ms places the day boundaries. */
+ * time to decide at, or 0 to use the store's clock; proxy_now_ms places the day boundaries.
+ * With d->op NULL the plan has the account's, unit's and global counters only (what an
+ * operator is shown of an account). */
 void quota_plan_build(struct quota_plan *pl, const char *prefix, const struct pol_decision *d,
                       int64_t now_ms, int64_t proxy_now_ms, const char *member);
 
@@ -96,6 +110,29 @@ void quota_mem_free(struct quota_mem *m);
 /* Decides pl; divisor > 1 divides every limit (the degraded per-instance budget). */
 void quota_mem_admit(struct quota_mem *m, const struct quota_plan *pl, int divisor,
                      struct quota_result *res);
-int quota_mem_suspend(struct quota_mem *m, const char *account, const char *reason, int on);
+
+/* Reading the store without changing it (operators' views: usage, suspension, last use). */
+enum quota_read_kind {
+    QREAD_GET,    /* a string key: suspension reason, last use (ms) */
+    QREAD_WINDOW, /* a minute counter: entries in the rolling window now */
+    QREAD_DAY,    /* a day counter: the field's count for the current local day */
+};
+
+struct quota_read {
+    enum quota_read_kind kind;
+    char key[160];
+    char field[96];   /* QREAD_DAY */
+    /* results */
+    int found;        /* QREAD_GET: the key exists */
+    char str[200];    /* QREAD_GET: its value (truncated) */
+    long long num;    /* counts; QREAD_GET: the value as a number when it is one, else 0 */
+};
+
+/* Reads rd[0..n) at now_ms (0: the store's clock) on the local days given; fills the results.
+ * Returns the time used, or -1 if it is outside days. */
+int64_t quota_mem_read(struct quota_mem *m, struct quota_read *rd, int n, int64_t now_ms,
+                       const struct local_days *days);
+/* Sets key to value, or deletes it when value is NULL. Returns 1 if the key existed. */
+int quota_mem_set(struct quota_mem *m, const char *key, const char *value);
 
 #endif

@@ -85,6 +85,35 @@ static const char quota_script[] =
     "redis.call('SET', KEYS[2], now, 'PX', 34560000000)\n"
     "return out\n";
 
+/* Operators' reads (quota_store_read): KEYS are the keys read; ARGV[1] now (ms) or 0 for Redis
+ * TIME, ARGV[2..5] local day starts, ARGV[6..8] day ids, then per key: kind ("g" GET, "z"
+ * entries in the rolling window, "d" the day count of a field) and field. Returns {now, day,
+ * value_1, ...}; day is -1 when the clock is outside the days given. Changes nothing. */
+static const char read_script[] =
+    "local now\n"
+    "if ARGV[1] == '0' then\n"
+    "  local t = redis.call('TIME')\n"
+    "  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
+    "else now = tonumber(ARGV[1]) end\n"
+    "local day = false\n"
+    "for i = 0, 2 do\n"
+    "  if now >= tonumber(ARGV[2 + i]) and now < tonumber(ARGV[3 + i]) then day = ARGV[6 + i] end\n"
+    "end\n"
+    "local out = {now, -1}\n"
+    "if day then out[2] = tonumber(day) end\n"
+    "for i = 1, #KEYS do\n"
+    "  local kind, field, key = ARGV[7 + 2 * i], ARGV[8 + 2 * i], KEYS[i]\n"
+    "  if kind == 'g' then\n"
+    "    out[#out + 1] = redis.call('GET', key)\n"
+    "  elseif kind == 'z' then\n"
+    "    out[#out + 1] = redis.call('ZCOUNT', key, '(' .. string.format('%d', now - 60000), '+inf')\n"
+    "  else\n"
+    "    local r = redis.call('HMGET', key, 'id', field)\n"
+    "    if day and r[1] == day then out[#out + 1] = tonumber(r[2]) or 0 else out[#out + 1] = 0 end\n"
+    "  end\n"
+    "end\n"
+    "return out\n";
+
 enum store_state {
     STORE_DOWN,       /* waiting for the retry timer */
     STORE_DISCOVERY,  /* asking a Sentinel for the primary */
@@ -119,10 +148,20 @@ struct quota_store {
     char last_error[160];
 };
 
+enum op_kind { OP_ADMIT, OP_READ, OP_SET };
+
 struct quota_op {
     struct quota_store *s;
-    quota_done_fn *cb;           /* NULL once answered or cancelled */
+    enum op_kind kind;
+    quota_done_fn *cb;           /* OP_ADMIT; NULL once answered or cancelled */
+    quota_read_fn *rcb;          /* OP_READ */
+    quota_set_fn *scb;           /* OP_SET */
     void *arg;
+    struct quota_read *rd;       /* OP_READ: the caller's reads */
+    int nrd;
+    int64_t read_now_ms;         /* OP_READ: 0 or the time to read at */
+    struct local_days days;      /* OP_READ */
+    char *set_key, *set_value;   /* OP_SET (value NULL: delete) */
     struct event *timer;
     struct quota_plan plan;      /* copy: needed for EVAL after NOSCRIPT and the fallback */
     int64_t t0_us;
@@ -149,9 +188,9 @@ static void deliver(struct quota_store *s, quota_done_fn *cb, void *arg,
             res->degraded = 1;
             res->store_us = us;
             snprintf(res->reason, sizeof res->reason, "%s", why);
-            s->stats.degraded++;
+            stat_add(&s->stats.degraded, 1);
         } else {
-            s->stats.denied++;
+            stat_add(&s->stats.denied, 1);
         }
     }
     cb(arg, res);
@@ -178,8 +217,28 @@ static void op_finish(struct quota_op *op, struct quota_result *res)
     deliver(op->s, cb, op->arg, &op->plan, res);
 }
 
+/* 1 while someone waits for op's answer. */
+static int op_alive(const struct quota_op *op)
+{
+    return op->cb || op->rcb || op->scb;
+}
+
 static void op_fail(struct quota_op *op, const char *why)
 {
+    if (op->kind == OP_READ) {
+        quota_read_fn *cb = op->rcb;
+        op->rcb = NULL;
+        if (cb)
+            cb(op->arg, op->rd, op->nrd, 0, why);
+        return;
+    }
+    if (op->kind == OP_SET) {
+        quota_set_fn *cb = op->scb;
+        op->scb = NULL;
+        if (cb)
+            cb(op->arg, 0, why);
+        return;
+    }
     struct quota_result res;
     memset(&res, 0, sizeof res);
     res.outcome = QUOTA_STORE_ERROR;
@@ -190,7 +249,10 @@ static void op_fail(struct quota_op *op, const char *why)
 
 static void op_free(struct quota_op *op)
 {
-    event_free(op->timer);
+    if (op->timer)
+        event_free(op->timer);
+    free(op->set_key);
+    free(op->set_value);
     free(op);
 }
 
@@ -245,6 +307,66 @@ static int parse_reply(const redisReply *r, const struct quota_plan *pl, struct 
 
 static int send_script(struct quota_op *op, int eval);
 
+/* The reply to a read: {now, day, value...}. */
+static void read_reply(struct quota_op *op, const redisReply *r)
+{
+    long long now, day;
+    quota_read_fn *cb = op->rcb;
+    op->rcb = NULL;
+    if (cb == NULL)
+        return;
+    if (r->type == REDIS_REPLY_ERROR) {
+        char why[160];
+        snprintf(why, sizeof why, "quota store error: %.100s", r->str);
+        cb(op->arg, op->rd, op->nrd, 0, why);
+        return;
+    }
+    if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 + (size_t)op->nrd ||
+        int_at(r, 0, &now) || int_at(r, 1, &day)) {
+        cb(op->arg, op->rd, op->nrd, 0, "unexpected reply from the quota store");
+        return;
+    }
+    if (day < 0) {
+        cb(op->arg, op->rd, op->nrd, now, "store clock outside the expected local days");
+        return;
+    }
+    for (int i = 0; i < op->nrd; i++) {
+        struct quota_read *q = &op->rd[i];
+        const redisReply *e = r->element[2 + i];
+        q->found = 0;
+        q->str[0] = '\0';
+        q->num = 0;
+        if (e->type == REDIS_REPLY_STRING) {
+            q->found = 1;
+            snprintf(q->str, sizeof q->str, "%.*s", (int)e->len, e->str);
+            q->num = strtoll(q->str, NULL, 10);
+        } else if (e->type == REDIS_REPLY_INTEGER) {
+            q->num = e->integer;
+        }
+    }
+    cb(op->arg, op->rd, op->nrd, now, NULL);
+}
+
+/* The reply to SET ... GET (the old value or nil) or DEL (the number deleted). */
+static void set_reply(struct quota_op *op, const redisReply *r)
+{
+    quota_set_fn *cb = op->scb;
+    op->scb = NULL;
+    if (cb == NULL)
+        return;
+    if (r->type == REDIS_REPLY_ERROR) {
+        char why[160];
+        snprintf(why, sizeof why, "quota store error: %.100s", r->str);
+        cb(op->arg, 0, why);
+    } else if (r->type == REDIS_REPLY_INTEGER) {
+        cb(op->arg, r->integer > 0, NULL);
+    } else if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL) {
+        cb(op->arg, r->type == REDIS_REPLY_STRING, NULL);
+    } else {
+        cb(op->arg, 0, "unexpected reply from the quota store");
+    }
+}
+
 static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
     struct quota_op *op = privdata;
@@ -253,9 +375,19 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
     (void)ac;
     if (reply == NULL) { /* connection gone: teardown or error */
         s->inflight--;
-        if (op->cb)
-            s->stats.errors++;
+        if (op_alive(op))
+            stat_add(&s->stats.errors, 1);
         op_fail(op, "connection to the quota store lost");
+        op_free(op);
+        return;
+    }
+    if (op->kind != OP_ADMIT) {
+        s->inflight--;
+        evtimer_del(op->timer);
+        if (op->kind == OP_READ)
+            read_reply(op, reply);
+        else
+            set_reply(op, reply);
         op_free(op);
         return;
     }
@@ -268,7 +400,7 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
     s->inflight--;
     struct quota_result res;
     if (reply->type == REDIS_REPLY_ERROR) {
-        s->stats.errors++;
+        stat_add(&s->stats.errors, 1);
         char why[160];
         snprintf(why, sizeof why, "quota store error: %.100s", reply->str);
         if (op->cb)
@@ -278,7 +410,7 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
             strncmp(reply->str, "WRONGPASS", 9) == 0)
             schedule_reset(s, reply->str);
     } else if (parse_reply(reply, &op->plan, &res) != 0) {
-        s->stats.errors++;
+        stat_add(&s->stats.errors, 1);
         op_fail(op, "unexpected reply from the quota store");
     } else {
         op_finish(op, &res);
@@ -292,7 +424,7 @@ static void op_timer_cb(evutil_socket_t fd, short what, void *arg)
     struct quota_store *s = op->s;
     (void)fd;
     (void)what;
-    s->stats.timeouts++;
+    stat_add(&s->stats.timeouts, 1);
     if (op->waiting) { /* never sent: hiredis does not know it */
         TAILQ_REMOVE(&s->waiting, op, wlink);
         s->nwaiting--;
@@ -304,6 +436,67 @@ static void op_timer_cb(evutil_socket_t fd, short what, void *arg)
     /* A command that does not come back means a stuck connection: tear it down; hiredis
      * then hands this op (and every other pending one) back with a NULL reply. */
     schedule_reset(s, "command timeout");
+}
+
+/* EVAL of the read script over op's reads. */
+static int send_read(struct quota_op *op)
+{
+    struct quota_store *s = op->s;
+    int argc = 0, n = op->nrd;
+    const char **argv = xcalloc((size_t)(12 + 3 * n), sizeof *argv);
+    size_t *argl = xcalloc((size_t)(12 + 3 * n), sizeof *argl);
+    char nums[9][24];
+    argv[argc++] = "EVAL";
+    argv[argc++] = read_script;
+    snprintf(nums[0], sizeof nums[0], "%d", n);
+    argv[argc++] = nums[0];
+    for (int i = 0; i < n; i++)
+        argv[argc++] = op->rd[i].key;
+    snprintf(nums[1], sizeof nums[1], "%lld", (long long)op->read_now_ms);
+    argv[argc++] = nums[1];
+    for (int i = 0; i < 4; i++) {
+        snprintf(nums[2 + i], sizeof nums[2 + i], "%lld", (long long)op->days.start_ms[i]);
+        argv[argc++] = nums[2 + i];
+    }
+    for (int i = 0; i < 3; i++) {
+        snprintf(nums[6 + i], sizeof nums[6 + i], "%d", (int)op->days.id[i]);
+        argv[argc++] = nums[6 + i];
+    }
+    for (int i = 0; i < n; i++) {
+        const struct quota_read *q = &op->rd[i];
+        argv[argc++] = q->kind == QREAD_GET ? "g" : q->kind == QREAD_WINDOW ? "z" : "d";
+        argv[argc++] = q->field;
+    }
+    for (int i = 0; i < argc; i++)
+        argl[i] = strlen(argv[i]);
+    int rc = redisAsyncCommandArgv(s->ac, reply_cb, op, argc, argv, argl);
+    free(argv);
+    free(argl);
+    return rc == REDIS_OK ? 0 : -1;
+}
+
+static int send_set(struct quota_op *op)
+{
+    struct quota_store *s = op->s;
+    int rc;
+    if (op->set_value)
+        rc = redisAsyncCommand(s->ac, reply_cb, op, "SET %s %s GET", op->set_key, op->set_value);
+    else
+        rc = redisAsyncCommand(s->ac, reply_cb, op, "DEL %s", op->set_key);
+    return rc == REDIS_OK ? 0 : -1;
+}
+
+/* Sends op on the connection. */
+static int send_op(struct quota_op *op)
+{
+    switch (op->kind) {
+    case OP_READ:
+        return send_read(op);
+    case OP_SET:
+        return send_set(op);
+    default:
+        return send_script(op, 0);
+    }
 }
 
 static int send_script(struct quota_op *op, int eval)
@@ -352,13 +545,13 @@ static void send_waiting(struct quota_store *s)
         TAILQ_REMOVE(&s->waiting, op, wlink);
         s->nwaiting--;
         op->waiting = 0;
-        if (op->cb == NULL || send_script(op, 0) != 0) {
+        if (!op_alive(op) || send_op(op) != 0) {
             op_fail(op, "cannot send to the quota store");
             op_free(op);
             continue;
         }
         s->inflight++;
-        s->stats.commands++;
+        stat_add(&s->stats.commands, 1);
     }
 }
 
@@ -379,6 +572,7 @@ static void set_state(struct quota_store *s, enum store_state st)
     if (s->state != st)
         log_debug("quota store: %s -> %s", store_state_text[s->state], store_state_text[st]);
     s->state = st;
+    atomic_store(&s->stats.ready, st == STORE_READY);
 }
 
 static void schedule_retry(struct quota_store *s)
@@ -522,7 +716,7 @@ static redisAsyncContext *open_context(struct quota_store *s, const char *host, 
                                        redisConnectCallback *on_connect,
                                        redisDisconnectCallback *on_disconnect)
 {
-    s->stats.reconnects++;
+    stat_add(&s->stats.reconnects, 1);
     redisAsyncContext *ac = redisAsyncConnect(host, port);
     if (ac == NULL || ac->err) {
         snprintf(s->last_error, sizeof s->last_error, "connect: %s", ac ? ac->errstr : "oom");
@@ -646,6 +840,7 @@ struct quota_store *quota_store_new(struct event_base *base, const struct cfg_st
     s->reset_ev = event_new(base, -1, 0, reset_cb, s);
     TAILQ_INIT(&s->waiting);
     sha1_hex(quota_script, s->sha);
+    atomic_store(&s->stats.ready, cfg->memory);
     if (!cfg->memory)
         store_connect(s);
     return s;
@@ -663,6 +858,35 @@ void quota_store_free(struct quota_store *s)
     free(s);
 }
 
+/* Sends op now, or queues it behind a connection in progress (within its timeout). Returns
+ * NULL, or why it cannot be sent (op is then the caller's to fail and free). */
+static const char *op_launch(struct quota_op *op)
+{
+    struct quota_store *s = op->s;
+    int connecting = s->state == STORE_CONNECTING || s->state == STORE_DISCOVERY;
+    if (!connecting && (s->state != STORE_READY || s->ac == NULL))
+        return s->last_error[0] ? s->last_error : "quota store not connected";
+    if (s->inflight + s->nwaiting >= s->cfg->max_in_flight)
+        return "too many quota decisions in flight";
+    op->t0_us = now_mono_us();
+    op->timer = evtimer_new(s->base, op_timer_cb, op);
+    struct timeval tv = {s->cfg->command_timeout_ms / 1000,
+                         (s->cfg->command_timeout_ms % 1000) * 1000};
+    evtimer_add(op->timer, &tv);
+    if (connecting) {
+        op->waiting = 1;
+        TAILQ_INSERT_TAIL(&s->waiting, op, wlink);
+        s->nwaiting++;
+        return NULL;
+    }
+    if (send_op(op) != 0)
+        return "cannot send to the quota store";
+    s->inflight++;
+    if (op->kind == OP_ADMIT)
+        stat_add(&s->stats.commands, 1);
+    return NULL;
+}
+
 struct quota_op *quota_store_admit(struct quota_store *s, const struct quota_plan *pl,
                                    quota_done_fn *cb, void *arg)
 {
@@ -670,49 +894,88 @@ struct quota_op *quota_store_admit(struct quota_store *s, const struct quota_pla
         struct quota_result res;
         quota_mem_admit(s->mem, pl, 1, &res);
         if (res.outcome == QUOTA_STORE_ERROR)
-            s->stats.denied++;
+            stat_add(&s->stats.denied, 1);
         cb(arg, &res);
-        return NULL;
-    }
-    int connecting = s->state == STORE_CONNECTING || s->state == STORE_DISCOVERY;
-    if (!connecting && (s->state != STORE_READY || s->ac == NULL)) {
-        fail_now(s, pl, cb, arg, s->last_error[0] ? s->last_error : "quota store not connected");
-        return NULL;
-    }
-    if (s->inflight + s->nwaiting >= s->cfg->max_in_flight) {
-        fail_now(s, pl, cb, arg, "too many quota decisions in flight");
         return NULL;
     }
     struct quota_op *op = xcalloc(1, sizeof *op);
     op->s = s;
+    op->kind = OP_ADMIT;
     op->cb = cb;
     op->arg = arg;
     op->plan = *pl;
-    op->t0_us = now_mono_us();
-    op->timer = evtimer_new(s->base, op_timer_cb, op);
-    struct timeval tv = {s->cfg->command_timeout_ms / 1000,
-                         (s->cfg->command_timeout_ms % 1000) * 1000};
-    evtimer_add(op->timer, &tv);
-    if (connecting) { /* a connection is being made: wait for it, within the timeout */
-        op->waiting = 1;
-        TAILQ_INSERT_TAIL(&s->waiting, op, wlink);
-        s->nwaiting++;
+    const char *why = op_launch(op);
+    if (why == NULL)
         return op;
-    }
-    if (send_script(op, 0) != 0) {
-        op_free(op);
-        fail_now(s, pl, cb, arg, "cannot send to the quota store");
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s", why);
+    op_free(op);
+    fail_now(s, pl, cb, arg, msg);
+    return NULL;
+}
+
+struct quota_op *quota_store_read(struct quota_store *s, struct quota_read *rd, int n,
+                                  int64_t now_ms, int64_t proxy_now_ms, quota_read_fn *cb,
+                                  void *arg)
+{
+    struct local_days days;
+    clock_local_days(proxy_now_ms, &days);
+    if (s->cfg->memory) {
+        int64_t t = quota_mem_read(s->mem, rd, n, now_ms, &days);
+        cb(arg, rd, n, t < 0 ? 0 : t, t < 0 ? "clock outside the expected local days" : NULL);
         return NULL;
     }
-    s->inflight++;
-    s->stats.commands++;
-    return op;
+    struct quota_op *op = xcalloc(1, sizeof *op);
+    op->s = s;
+    op->kind = OP_READ;
+    op->rcb = cb;
+    op->arg = arg;
+    op->rd = rd;
+    op->nrd = n;
+    op->read_now_ms = now_ms;
+    op->days = days;
+    const char *why = op_launch(op);
+    if (why == NULL)
+        return op;
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s", why);
+    op_free(op);
+    cb(arg, rd, n, 0, msg);
+    return NULL;
+}
+
+struct quota_op *quota_store_set(struct quota_store *s, const char *key, const char *value,
+                                 quota_set_fn *cb, void *arg)
+{
+    if (s->cfg->memory) {
+        int was = quota_mem_set(s->mem, key, value);
+        cb(arg, was, NULL);
+        return NULL;
+    }
+    struct quota_op *op = xcalloc(1, sizeof *op);
+    op->s = s;
+    op->kind = OP_SET;
+    op->scb = cb;
+    op->arg = arg;
+    op->set_key = xstrdup(key);
+    op->set_value = value ? xstrdup(value) : NULL;
+    const char *why = op_launch(op);
+    if (why == NULL)
+        return op;
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s", why);
+    op_free(op);
+    cb(arg, 0, msg);
+    return NULL;
 }
 
 void quota_op_cancel(struct quota_op *op)
 {
-    if (op)
-        op->cb = NULL; /* freed when hiredis hands it back */
+    if (op) { /* freed when hiredis hands it back */
+        op->cb = NULL;
+        op->rcb = NULL;
+        op->scb = NULL;
+    }
 }
 
 int quota_store_ready(const struct quota_store *s)

@@ -7,7 +7,10 @@
 #ifndef LG_STORE_H
 #define LG_STORE_H
 
+#include <stdatomic.h>
 #include <stdint.h>
+
+#include "common/hist.h"
 
 #include "policy/config.h"
 #include "policy/quota.h"
@@ -20,13 +23,15 @@ struct quota_op;
  * during the call. May be called before quota_store_admit returns (then it returns NULL). */
 typedef void quota_done_fn(void *arg, const struct quota_result *res);
 
+/* Written by the store's thread only; any thread may read them (stat_get). */
 struct quota_store_stats {
-    uint64_t commands;     /* quota decisions sent to Redis */
-    uint64_t errors;       /* error, garbage or missing replies */
-    uint64_t timeouts;     /* command timers that fired */
-    uint64_t degraded;     /* decisions made by the local fallback */
-    uint64_t denied;       /* decisions refused because the store failed */
-    uint64_t reconnects;   /* connection attempts */
+    atomic_ullong commands;     /* quota decisions sent to Redis */
+    atomic_ullong errors;       /* error, garbage or missing replies */
+    atomic_ullong timeouts;     /* command timers that fired */
+    atomic_ullong degraded;     /* decisions made by the local fallback */
+    atomic_ullong denied;       /* decisions refused because the store failed */
+    atomic_ullong reconnects;   /* connection attempts */
+    atomic_int ready;           /* 1 while connected to a primary (or memory) */
 };
 
 struct quota_store *quota_store_new(struct event_base *base, const struct cfg_store *cfg,
@@ -36,6 +41,24 @@ void quota_store_free(struct quota_store *s);
 
 struct quota_op *quota_store_admit(struct quota_store *s, const struct quota_plan *pl,
                                    quota_done_fn *cb, void *arg);
+/* Reads (operators' views) and writes (suspension) outside the quota script. The callbacks are
+ * called exactly once unless the op is cancelled first, possibly before the call returns (then
+ * it returns NULL). err is NULL on success. rd belongs to the caller and must stay valid until
+ * the callback or the cancel. */
+typedef void quota_read_fn(void *arg, struct quota_read *rd, int n, int64_t now_ms,
+                           const char *err);
+typedef void quota_set_fn(void *arg, int existed, const char *err);
+
+/* Reads rd[0..n) in one round trip (n may be 0: a round trip that checks the store answers).
+ * now_ms is the time to read at, or 0 for the store's clock; proxy_now_ms places local days.
+ * Several accounts' keys in one script: fine on one Redis; not on Redis Cluster. */
+struct quota_op *quota_store_read(struct quota_store *s, struct quota_read *rd, int n,
+                                  int64_t now_ms, int64_t proxy_now_ms, quota_read_fn *cb,
+                                  void *arg);
+/* Sets key to value, or deletes it when value is NULL; existed says whether it was set. */
+struct quota_op *quota_store_set(struct quota_store *s, const char *key, const char *value,
+                                 quota_set_fn *cb, void *arg);
+
 /* The caller no longer wants the answer (its request is gone): cb will not be called. */
 void quota_op_cancel(struct quota_op *op);
 

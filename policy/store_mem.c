@@ -10,7 +10,7 @@
 #include "common/util.h"
 #include "policy/quota.h"
 
-enum { ENT_MINUTE, ENT_DAY, ENT_SUSP };
+enum { ENT_MINUTE, ENT_DAY, ENT_STR };
 
 struct mem_entry {
     struct mem_entry *next;
@@ -20,7 +20,7 @@ struct mem_entry {
     int n, cap;
     int32_t day;     /* day: the day count belongs to */
     int count;
-    char *reason;    /* suspension reason */
+    char *str;       /* string keys: suspension reason, last use */
 };
 
 struct quota_mem {
@@ -49,7 +49,7 @@ void quota_mem_free(struct quota_mem *m)
             next = e->next;
             free(e->key);
             free(e->ts);
-            free(e->reason);
+            free(e->str);
             free(e);
         }
     }
@@ -160,10 +160,10 @@ void quota_mem_admit(struct quota_mem *m, const struct quota_plan *pl, int divis
     int64_t day_end = pl->days.start_ms[slot + 1];
     res->day = day;
     pthread_mutex_lock(&m->mu);
-    struct mem_entry *s = get(m, pl->account, ENT_SUSP, 0);
+    struct mem_entry *s = get(m, pl->susp_key, ENT_STR, 0);
     if (s) {
         res->outcome = QUOTA_SUSPENDED;
-        snprintf(res->reason, sizeof res->reason, "%s", s->reason ? s->reason : "");
+        snprintf(res->reason, sizeof res->reason, "%s", s->str ? s->str : "");
         pthread_mutex_unlock(&m->mu);
         return;
     }
@@ -206,32 +206,84 @@ void quota_mem_admit(struct quota_mem *m, const struct quota_plan *pl, int divis
             }
             res->c[i].used++;
         }
+        struct mem_entry *last = get(m, pl->last_key, ENT_STR, 1);
+        char t[24];
+        snprintf(t, sizeof t, "%lld", (long long)now);
+        free(last->str);
+        last->str = xstrdup(t);
         res->outcome = QUOTA_ADMITTED;
     }
     pthread_mutex_unlock(&m->mu);
 }
 
-int quota_mem_suspend(struct quota_mem *m, const char *account, const char *reason, int on)
+static void unlink_entry(struct quota_mem *m, struct mem_entry *e)
+{
+    size_t h = hash(e->key) & (m->nbuckets - 1);
+    for (struct mem_entry **pp = &m->buckets[h]; *pp; pp = &(*pp)->next)
+        if (*pp == e) {
+            *pp = e->next;
+            break;
+        }
+    free(e->key);
+    free(e->ts);
+    free(e->str);
+    free(e);
+    m->nentries--;
+}
+
+int quota_mem_set(struct quota_mem *m, const char *key, const char *value)
 {
     pthread_mutex_lock(&m->mu);
-    struct mem_entry *e = get(m, account, ENT_SUSP, on);
-    int was = e != NULL && e->reason != NULL;
-    if (on) {
-        free(e->reason);
-        e->reason = xstrdup(reason ? reason : "");
+    struct mem_entry *e = get(m, key, ENT_STR, value != NULL);
+    int was = e != NULL && e->str != NULL;
+    if (value) {
+        free(e->str);
+        e->str = xstrdup(value);
     } else if (e) {
-        /* unlink */
-        size_t h = hash(account) & (m->nbuckets - 1);
-        for (struct mem_entry **pp = &m->buckets[h]; *pp; pp = &(*pp)->next)
-            if (*pp == e) {
-                *pp = e->next;
-                break;
-            }
-        free(e->key);
-        free(e->reason);
-        free(e);
-        m->nentries--;
+        unlink_entry(m, e);
     }
     pthread_mutex_unlock(&m->mu);
     return was;
+}
+
+int64_t quota_mem_read(struct quota_mem *m, struct quota_read *rd, int n, int64_t now_ms,
+                       const struct local_days *days)
+{
+    char key[300];
+    int64_t now = now_ms ? now_ms : clock_now_ms();
+    int slot = -1;
+    for (int i = 0; i < 3; i++)
+        if (now >= days->start_ms[i] && now < days->start_ms[i + 1])
+            slot = i;
+    if (slot < 0)
+        return -1;
+    pthread_mutex_lock(&m->mu);
+    for (int i = 0; i < n; i++) {
+        struct quota_read *r = &rd[i];
+        struct mem_entry *e;
+        r->found = 0;
+        r->str[0] = '\0';
+        r->num = 0;
+        switch (r->kind) {
+        case QREAD_GET:
+            if ((e = get(m, r->key, ENT_STR, 0)) != NULL && e->str) {
+                r->found = 1;
+                snprintf(r->str, sizeof r->str, "%s", e->str);
+                r->num = strtoll(e->str, NULL, 10);
+            }
+            break;
+        case QREAD_WINDOW:
+            if ((e = get(m, r->key, ENT_MINUTE, 0)) != NULL)
+                for (int k = 0; k < e->n; k++)
+                    r->num += e->ts[k] > now - QUOTA_WINDOW_MS;
+            break;
+        case QREAD_DAY:
+            snprintf(key, sizeof key, "%s\x1f%s", r->key, r->field);
+            if ((e = get(m, key, ENT_DAY, 0)) != NULL && e->day == days->id[slot])
+                r->num = e->count;
+            break;
+        }
+    }
+    pthread_mutex_unlock(&m->mu);
+    return now;
 }

@@ -30,6 +30,7 @@
 #include "policy/policy.h"
 #include "policy/quota.h"
 #include "policy/store.h"
+#include "proxy/metrics.h"
 #include "proxy/problem.h"
 #include "proxy/record.h"
 #include "proxy/server.h"
@@ -243,8 +244,10 @@ static enum audit_submit_rc submit_record(struct conn *c, const struct req_recor
     record_request(j, rr);
     struct audit_rec *r = audit_rec_new(j->buf, j->len);
     enum audit_submit_rc rc = audit_submit(c->w->sink, r, kind, cb, cb ? c : NULL);
-    if (rc == AUDIT_QUEUED && cb)
+    if (rc == AUDIT_QUEUED && cb) {
         c->arec = r;
+        c->t_audit_us = now_mono_us();
+    }
     else if (rc == AUDIT_REFUSED && kind != AUDIT_LOOKUP)
         log_error("%s %s: audit record lost: the audit queue is full while the log fails",
                   c->peer_ip, c->request_id);
@@ -268,9 +271,20 @@ static void record_abandoned(struct conn *c)
     submit_record(c, &rr, AUDIT_OTHER, NULL);
 }
 
+/* How long the awaited audit record took to become durable. */
+static void audit_waited(struct conn *c)
+{
+    c->arec = NULL;
+    hist_observe(&c->w->met.h_audit, now_mono_us() - c->t_audit_us);
+}
+
 /* The response in c->held goes to the client. */
 static void release(struct conn *c)
 {
+    struct met_worker *m = &c->w->met;
+    int cls = c->status / 100;
+    stat_add(&m->responses[cls >= 1 && cls <= 5 ? cls : 0], 1);
+    hist_observe(&m->h_total, now_mono_us() - c->t_start_us);
     evbuffer_add_buffer(bufferevent_get_output(c->bev), c->held);
     conn_set_state(c, CONN_ST_RESPONDING);
 }
@@ -278,7 +292,7 @@ static void release(struct conn *c)
 static void final_done(void *arg, int durable)
 {
     struct conn *c = arg;
-    c->arec = NULL;
+    audit_waited(c);
     if (!durable)
         log_warn("%s %s: the refusal's audit record is not durable yet (kept for the log)",
                  c->peer_ip, c->request_id);
@@ -330,6 +344,8 @@ static void respond_full(struct conn *c, int status, const char *type, const cha
         snprintf(c->request_id, sizeof c->request_id, "%s-%d-%llx", srv_of(c)->instance,
                  c->w->idx, (unsigned long long)++c->w->seq);
     log_info("%s %s refused %d: %s", c->peer_ip, c->request_id, status, reason);
+    c->status = status;
+    stat_add(&c->w->met.refusals[met_kind_index(type)], 1);
     evtimer_del(c->timer);
     evbuffer_drain(c->held, evbuffer_get_length(c->held));
     problem_write(c->held, status, type, reason, c->request_id, c->close_after, extra, members,
@@ -363,6 +379,7 @@ static void write_response(struct conn *c)
     struct evbuffer *out = c->held;
     const struct up_result *r = &c->up.result;
     evbuffer_drain(out, evbuffer_get_length(out));
+    c->status = r->status;
     evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", r->status,
                         http_status_str((enum http_status)r->status));
     evbuffer_add_buffer(out, c->up.resp_hdrs);
@@ -393,7 +410,7 @@ static void withhold(struct conn *c)
 static void result_done(void *arg, int durable)
 {
     struct conn *c = arg;
-    c->arec = NULL;
+    audit_waited(c);
     if (!durable) {
         withhold(c);
         return;
@@ -438,6 +455,7 @@ static void up_done(struct up_request *u)
         return;
     }
     char digest[65];
+    hist_observe(&c->w->met.h_upstream, r->latency_us);
     body_digest(c->up.resp_body, digest);
     struct req_record rr;
     base_record(c, &rr, "lookup.result");
@@ -478,6 +496,7 @@ static void start_request(struct conn *c)
     c->request_id[0] = '\0';
     c->intent = 0;
     c->recorded = 0;
+    c->status = 0;
     c->body_left = 0;
     evbuffer_drain(c->body, evbuffer_get_length(c->body));
     c->t_start_us = now_mono_us();
@@ -584,10 +603,30 @@ static void fill_request(struct conn *c, struct pol_request *rq)
     rq->now_ms = decision_time(c);
 }
 
+/* Counts the request's decision by operation. */
+static void count_decision(struct conn *c, enum decision d)
+{
+    const struct pol_operation *op = c->gate->dec.op;
+    stat_add(&c->w->met.decisions[op ? op->stat_slot : 0][d], 1);
+}
+
+/* Counts the counters an admitted request brought to 80% of their limit. */
+static void count_near_limit(struct conn *c)
+{
+    const struct gate *g = c->gate;
+    for (int i = 0; i < g->qres.n && i < g->plan.n; i++) {
+        long long used = g->qres.c[i].used, limit = g->qres.c[i].limit;
+        if (limit > 0 && used * 5 >= limit * 4 && (used - 1) * 5 < limit * 4)
+            stat_add(&c->w->met.near_limit[g->plan.checks[i].level]
+                                          [g->plan.checks[i].kind == QUOTA_DAY], 1);
+    }
+}
+
 /* Answers the request with the refusal in c->gate->dec. */
 static void refuse_decision(struct conn *c, int close)
 {
     struct gate *g = c->gate;
+    count_decision(c, g->dec.decision);
     const struct decision_info *di = &decision_info[g->dec.decision];
     char hdrs[1200] = "", members[400] = "";
     switch (g->dec.decision) {
@@ -643,7 +682,7 @@ static void admitted_headers(struct conn *c, int64_t now_ms)
 static void intent_done(void *arg, int durable)
 {
     struct conn *c = arg;
-    c->arec = NULL;
+    audit_waited(c);
     if (durable)
         forward(c);
     else
@@ -676,8 +715,12 @@ static void quota_done(void *arg, const struct quota_result *res)
     c->qop = NULL;
     g->qres = *res;
     g->have_quota = 1;
+    if (res->store_us > 0)
+        hist_observe(&c->w->met.h_store, res->store_us);
     switch (res->outcome) {
     case QUOTA_ADMITTED:
+        count_decision(c, DECISION_ALLOW);
+        count_near_limit(c);
         if (res->degraded)
             log_warn("%s %s account %s admitted by the local fallback: %s", c->peer_ip,
                      c->request_id, g->dec.account->id, res->reason);

@@ -73,6 +73,8 @@ struct conn {
     unsigned recorded : 1;           /* the request's final record was submitted */
     unsigned tls_id_done : 1;        /* tls_id is computed */
     int64_t t_start_us;              /* first byte of the current request */
+    int64_t t_audit_us;              /* when the awaited audit record was submitted */
+    int status;                      /* status of the response being held or sent */
     TAILQ_ENTRY(conn) link;          /* worker's connection list */
 };
 

@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "policy/policy.h"
 #include "policy/quota.h"
+#include "proxy/admin.h"
 #include "proxy/conncap.h"
 #include "proxy/record.h"
 #include "proxy/tls.h"
@@ -53,12 +54,14 @@ static void log_lines(const char *prefix, const char *text)
 }
 
 /* The audit record of a reload: its result, the versions, and the errors of a refused one. */
-static void audit_reload(struct server *s, const char *result, const char *version,
-                         const char *previous, const char *errors)
+static void audit_reload(struct server *s, const char *by, const char *result,
+                         const char *version, const char *previous, const char *errors)
 {
     struct jsonw j;
     jw_init(&j);
     record_admin_begin(&j, "reload", s->cfg->instance);
+    jw_kstrz(&j, "via", by ? "admin" : "signal");
+    jw_kstrz(&j, "admin", by);
     jw_kstrz(&j, "result", result);
     jw_kstrz(&j, "policy", version);
     jw_kstrz(&j, "previous", previous);
@@ -76,27 +79,32 @@ static void audit_reload(struct server *s, const char *result, const char *versi
     jw_free(&j);
 }
 
-int server_reload_policy(struct server *s)
+int server_reload_policy(struct server *s, const char *by, char *errout, size_t errlen)
 {
     char *err = xmalloc(65536);
     struct policy *p = policy_load(s->cfg->policy_path, err, 65536);
     if (p == NULL) {
         log_lines("policy reload refused: ", err);
         log_error("policy reload refused; policy %s stays in force", s->policy->version);
-        audit_reload(s, "refused", NULL, s->policy->version, err);
+        audit_reload(s, by, "refused", NULL, s->policy->version, err);
+        atomic_fetch_add(&s->metrics.reloads_refused, 1);
+        if (errout)
+            snprintf(errout, errlen, "%s", err);
         free(err);
         return -1;
     }
     free(err);
-    audit_reload(s, "ok", p->version, s->policy->version, NULL);
+    metrics_register_ops(&s->metrics, p);
+    audit_reload(s, by, "ok", p->version, s->policy->version, NULL);
     pthread_mutex_lock(&s->policy_mu);
     struct policy *old = s->policy;
     s->policy = p;
     pthread_mutex_unlock(&s->policy_mu);
     for (int i = 0; i < s->nworkers; i++)
         worker_policy_changed(s->workers[i]);
-    log_info("policy reload ok: %s (%zu accounts, %zu operations); was %s", p->version,
-             p->naccounts, p->nops, old->version);
+    atomic_fetch_add(&s->metrics.reloads_ok, 1);
+    log_info("policy reload ok: %s (%zu accounts, %zu operations); was %s%s%s", p->version,
+             p->naccounts, p->nops, old->version, by ? "; by " : "", by ? by : "");
     policy_unref(old);
     return 0;
 }
@@ -110,7 +118,7 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
         log_error("SIGHUP: cannot reopen the log file");
     else
         log_info("SIGHUP: log reopened");
-    server_reload_policy(sc->srv);
+    server_reload_policy(sc->srv, NULL, NULL, 0);
 }
 
 static int setup_tls(struct server *s)
@@ -181,6 +189,8 @@ static int open_audit(struct server *s)
 
 static void free_server(struct server *s, const char *stop_reason)
 {
+    admin_free(s->admin);
+    s->admin = NULL;
     for (int i = 0; i < s->nworkers; i++)
         if (s->workers[i])
             worker_join_and_free(s->workers[i]);
@@ -197,6 +207,8 @@ static void free_server(struct server *s, const char *stop_reason)
     }
     for (int i = 0; s->sinks && i < s->cfg->workers; i++)
         audit_sink_free(s->sinks[i]);
+    if (s->admin_sink)
+        audit_sink_free(s->admin_sink);
     free(s->sinks);
     OPENSSL_cleanse(s->cid_key, sizeof s->cid_key);
     for (size_t i = 0; s->listener_tls && i < s->cfg->nlisteners; i++)
@@ -207,6 +219,7 @@ static void free_server(struct server *s, const char *stop_reason)
     policy_unref(s->policy);
     quota_mem_free(s->mem);
     pthread_mutex_destroy(&s->policy_mu);
+    metrics_free(&s->metrics);
 }
 
 int server_run(struct lg_config *cfg)
@@ -223,6 +236,7 @@ int server_run(struct lg_config *cfg)
     s.cap = conncap_new(lim->max_connections_per_client);
     pthread_mutex_init(&s.policy_mu, NULL);
     s.mem = quota_mem_new();
+    metrics_init(&s.metrics);
     signal(SIGPIPE, SIG_IGN);
     char *perr = xmalloc(65536);
     s.policy = policy_load(cfg->policy_path, perr, 65536);
@@ -233,6 +247,7 @@ int server_run(struct lg_config *cfg)
         goto out;
     }
     free(perr);
+    metrics_register_ops(&s.metrics, s.policy);
     if (cfg->store.clock_kind == CLOCK_TEST)
         log_warn("store.clock is \"test\": clients can set the decision time with "
                  "X-Lookup-Test-Time. Never use this in production.");
@@ -262,6 +277,16 @@ int server_run(struct lg_config *cfg)
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
     struct event_base *base = event_base_new();
+    char aerr[600];
+    s.admin = admin_new(&s, base, aerr, sizeof aerr);
+    if (s.admin == NULL) {
+        log_error("%s", aerr);
+        for (int i = 0; i < s.nworkers; i++)
+            worker_stop(s.workers[i]);
+        free_server(&s, "startup failed");
+        event_base_free(base);
+        return 1;
+    }
     struct signal_ctx sc = {.srv = &s, .base = base};
     struct event *ev_term = evsignal_new(base, SIGTERM, on_term, &sc);
     struct event *ev_int = evsignal_new(base, SIGINT, on_term, &sc);
@@ -281,6 +306,8 @@ int server_run(struct lg_config *cfg)
     event_free(ev_term);
     event_free(ev_int);
     event_free(ev_hup);
+    admin_free(s.admin); /* its events live on base */
+    s.admin = NULL;
     event_base_free(base);
     rc = 0;
 out:

@@ -10,6 +10,7 @@
 
 #include "policy/config.h"
 #include "proxy/http_head.h"
+#include "proxy/metrics.h"
 
 struct worker;
 struct conncap;
@@ -17,6 +18,7 @@ struct policy;
 struct quota_mem;
 struct audit;
 struct audit_sink;
+struct admin;
 
 struct server {
     struct lg_config *cfg;        /* immutable while running */
@@ -34,11 +36,16 @@ struct server {
     struct audit *audit;          /* the audit log writer */
     struct audit_sink **sinks;    /* one per worker; freed after the writer stops */
     uint8_t cid_key[32];          /* citizen-ID HMAC key */
+    struct metrics metrics;       /* process-wide counters and the ops registry */
+    struct admin *admin;          /* the admin listener (main thread) */
+    struct audit_sink *admin_sink; /* its sink; freed after the writer stops */
 };
 
 /* Loads the policy file again and, if it is valid, hands it to every worker; otherwise logs
- * every error and keeps the current one. Returns 0 if the new policy is in force. */
-int server_reload_policy(struct server *s);
+ * every error and keeps the current one. by names who asked (an admin, or NULL for SIGHUP);
+ * err (may be NULL) gets the errors of a refused policy, one per line. Main thread only.
+ * Returns 0 if the new policy is in force. */
+int server_reload_policy(struct server *s, const char *by, char *err, size_t errlen);
 
 /* Runs the proxy until SIGTERM/SIGINT. Returns the process exit status. */
 int server_run(struct lg_config *cfg);

@@ -151,6 +151,11 @@ int upstream_pool_idle(const struct upstream_pool *p)
     return p->nidle;
 }
 
+int upstream_pool_waiting(const struct upstream_pool *p)
+{
+    return p->nwaiting;
+}
+
 int upstream_pool_total(const struct upstream_pool *p)
 {
     return p->total;

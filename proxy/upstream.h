@@ -60,5 +60,7 @@ void upstream_cancel(struct upstream_pool *p, struct up_request *r);
 /* Counters for tests and metrics. */
 int upstream_pool_idle(const struct upstream_pool *p);
 int upstream_pool_total(const struct upstream_pool *p);
+/* Requests waiting for a connection. */
+int upstream_pool_waiting(const struct upstream_pool *p);
 
 #endif

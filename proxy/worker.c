@@ -148,6 +148,18 @@ static void take_policy(struct worker *w)
     w->policy = p;
 }
 
+/* Gauges that only this thread may read directly, published for the metrics. */
+static void sample_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct worker *w = arg;
+    (void)fd;
+    (void)what;
+    atomic_store(&w->met.pool_total, upstream_pool_total(w->pool));
+    atomic_store(&w->met.pool_idle, upstream_pool_idle(w->pool));
+    atomic_store(&w->met.pool_waiting, upstream_pool_waiting(w->pool));
+    atomic_store(&w->met.conns, w->nconns);
+}
+
 static void ctl_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct worker *w = arg;
@@ -208,6 +220,9 @@ struct worker *worker_new(struct server *srv, int idx, char *err, size_t errlen)
     event_add(w->ctl_ev, NULL);
     w->accept_retry = evtimer_new(w->base, accept_retry_cb, w);
     w->drain_timer = evtimer_new(w->base, drain_deadline_cb, w);
+    w->sample_timer = event_new(w->base, -1, EV_PERSIST, sample_cb, w);
+    struct timeval one = {1, 0};
+    event_add(w->sample_timer, &one);
     w->policy = policy_ref(srv->policy);
     jw_init(&w->jw);
     w->sink = srv->sinks[idx] = audit_sink_new(srv->audit, w->base);
@@ -278,6 +293,8 @@ void worker_join_and_free(struct worker *w)
         event_free(w->accept_retry);
     if (w->drain_timer)
         event_free(w->drain_timer);
+    if (w->sample_timer)
+        event_free(w->sample_timer);
     if (w->ctl[0] >= 0)
         close(w->ctl[0]);
     if (w->ctl[1] >= 0)

@@ -8,6 +8,7 @@
 #include <sys/queue.h>
 
 #include "audit/jsonw.h"
+#include "proxy/metrics.h"
 
 struct server;
 struct conn;
@@ -42,6 +43,8 @@ struct worker {
     struct quota_store *store;              /* quota decisions (Redis connection or memory) */
     struct audit_sink *sink;                /* audit writer reports (owned by the server) */
     struct jsonw jw;                        /* audit record being built */
+    struct event *sample_timer;             /* publishes gauges for metrics every second */
+    struct met_worker met;                  /* this worker's counters */
 };
 
 /* Creates the worker and binds its listeners; returns NULL with a message in err. */

@@ -6,6 +6,7 @@ and its log must hold no sanitizer report."""
 
 import datetime
 import hashlib
+import http.client
 import json
 import os
 import re
@@ -23,6 +24,10 @@ SANITIZER_RE = re.compile(rb"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtim
 # The credential of the catch-all test account used by the proxy-core suites.
 TEST_TOKEN = "lg_test-core-token"
 AUTH = "Bearer " + TEST_TOKEN
+
+# The admin token every test gateway accepts, and the admin's name in audit records.
+ADMIN_TOKEN = "lg_test-admin-token"
+ADMIN_NAME = "ops.tester"
 
 
 def free_port():
@@ -264,6 +269,9 @@ class Gateway:
                                 "cid_key": os.path.join(keys, "cid.key"),
                                 "checkpoint_ms": 200, "min_free_mb": 0}
         self.config["instance"] = "gw-%d" % self.port
+        self.admin_port = free_port()
+        self.config["admin"] = {"address": "127.0.0.1:%d" % self.admin_port,
+                                "tokens": [{"name": ADMIN_NAME, "sha256": sha256_hex(ADMIN_TOKEN)}]}
         self.config = merge(self.config, overrides or {})
         self.audit_dir = self.config["audit"]["dir"]
         self.pubkey = os.path.join(keys, "signing.pub")
@@ -308,6 +316,35 @@ class Gateway:
                 return ok > ok0
             time.sleep(0.02)
         raise AssertionError("no reload outcome in the log")
+
+    def admin(self, path, method="GET", body=None, token=ADMIN_TOKEN, headers=None,
+              timeout=5.0):
+        """One request to the admin listener; returns (status, headers, body bytes)."""
+        hdrs = dict(headers or {})
+        if token is not None:
+            hdrs["Authorization"] = "Bearer " + token
+        data = None
+        if body is not None:
+            data = body if isinstance(body, bytes) else json.dumps(body).encode()
+            hdrs.setdefault("Content-Type", "application/json")
+        conn = http.client.HTTPConnection("127.0.0.1", self.admin_port, timeout=timeout)
+        try:
+            conn.request(method, path, body=data, headers=hdrs)
+            r = conn.getresponse()
+            h = {}
+            for k, v in r.getheaders():  # repeated fields joined, as RFC 9110 allows
+                h[k.lower()] = h[k.lower()] + ", " + v if k.lower() in h else v
+            return r.status, h, r.read()
+        finally:
+            conn.close()
+
+    def admin_json(self, path, method="GET", body=None, expect=200, **kw):
+        """An admin request whose answer must have status expect; returns the parsed JSON."""
+        st, h, b = self.admin(path, method=method, body=body, **kw)
+        if st != expect:
+            raise AssertionError("admin %s %s: %d (expected %d): %s" % (method, path, st, expect,
+                                                                        b.decode(errors="replace")))
+        return json.loads(b)
 
     def log_text(self):
         with open(self.errlog, "rb") as f:
