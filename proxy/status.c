@@ -109,7 +109,7 @@ static void usage_cell(struct evbuffer *o, long long used, int limit)
 void status_render(struct server *s, const struct policy *p, const struct quota_read *rd, int n,
                    int64_t now_ms, const char *store_err, struct evbuffer *o)
 {
-    char when[64], buf[300];
+    char when[64], buf[800];
     local_hm(now_ms, when, sizeof when, "%Y-%m-%d %H:%M:%S");
     evbuffer_add_printf(o,
         "<!DOCTYPE html>\n<html lang=\"en\">\n<head>\n<meta charset=\"utf-8\">\n"
