@@ -4,7 +4,8 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/deps.sh
-lg_install_packages
+# prometheus: promtool checks /metrics; chromium renders the status page in its test.
+lg_install_packages prometheus chromium
 
 BUILD_DIR=${BUILD_DIR:-build/asan}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Debug -DLOOKUPGATE_SANITIZE=ON

@@ -84,9 +84,11 @@ struct areq {
     int own_record;                 /* the handler wrote the audit record itself */
     const char *result;             /* for the record: "ok", "failed", "refused" */
     char error[200];
-    /* readiness */
-    int ready_store;
+    /* readiness and the status page */
+    int ready_store;                /* the store answered */
     char store_err[200];
+    int64_t read_now_ms;            /* the time the store read at */
+    int status_page;                /* rendering /status (else answering /readyz) */
 };
 
 struct aconn {
@@ -776,6 +778,17 @@ static void ready_answer(struct aconn *c, int up_ok, const char *up_err)
     respond_json(c, ready ? 200 : 503, o);
 }
 
+static void status_finish(struct aconn *c, int up_ok, const char *up_err);
+
+/* The upstream probe ended: answer /readyz or render /status. */
+static void probe_done(struct aconn *c, int ok, const char *err)
+{
+    if (c->rq->status_page)
+        status_finish(c, ok, err);
+    else
+        ready_answer(c, ok, err);
+}
+
 static void probe_cb(struct bufferevent *bev, short what, void *arg)
 {
     struct aconn *c = arg;
@@ -783,23 +796,15 @@ static void probe_cb(struct bufferevent *bev, short what, void *arg)
     bufferevent_free(c->probe);
     c->probe = NULL;
     if (what & BEV_EVENT_CONNECTED)
-        ready_answer(c, 1, NULL);
+        probe_done(c, 1, NULL);
     else
-        ready_answer(c, 0, (what & BEV_EVENT_TIMEOUT) ? "connect timed out" : "cannot connect");
+        probe_done(c, 0, (what & BEV_EVENT_TIMEOUT) ? "connect timed out" : "cannot connect");
 }
 
-static void ready_store_done(void *arg, struct quota_read *rd, int n, int64_t now_ms,
-                             const char *err)
+/* Can a connection to the upstream be opened? (No request is sent to the national side.) */
+static void start_probe(struct aconn *c)
 {
-    struct aconn *c = arg;
     struct admin *ad = c->ad;
-    (void)rd;
-    (void)n;
-    (void)now_ms;
-    c->op = NULL;
-    c->rq->ready_store = err == NULL;
-    snprintf(c->rq->store_err, sizeof c->rq->store_err, "%s", err ? err : "");
-    /* The upstream: can a connection be opened (no request is sent to the national side)? */
     c->probe = bufferevent_socket_new(ad->base, -1, BEV_OPT_CLOSE_ON_FREE);
     int ms = ad->s->cfg->upstream.connect_timeout_ms;
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -810,8 +815,22 @@ static void ready_store_done(void *arg, struct quota_read *rd, int n, int64_t no
                                    (int)ad->up_addrlen) != 0) {
         bufferevent_free(c->probe);
         c->probe = NULL;
-        ready_answer(c, 0, "cannot connect");
+        probe_done(c, 0, "cannot connect");
     }
+}
+
+/* The store answered (a round trip for /readyz, the usage reads for /status). */
+static void store_checked(void *arg, struct quota_read *rd, int n, int64_t now_ms,
+                          const char *err)
+{
+    struct aconn *c = arg;
+    (void)rd;
+    (void)n;
+    c->op = NULL;
+    c->rq->ready_store = err == NULL;
+    c->rq->read_now_ms = now_ms;
+    snprintf(c->rq->store_err, sizeof c->rq->store_err, "%s", err ? err : "");
+    start_probe(c);
 }
 
 static void h_ready(struct aconn *c)
@@ -819,27 +838,26 @@ static void h_ready(struct aconn *c)
     c->rq->action = "readyz";
     c->state = AC_BUSY;
     c->op = quota_store_read(c->ad->store, NULL, 0, read_time(c->ad, clock_now_ms()),
-                             clock_now_ms(), ready_store_done, c);
+                             clock_now_ms(), store_checked, c);
 }
 
 /* --- GET /status ------------------------------------------------------------------------ */
 
-static void status_done(void *arg, struct quota_read *rd, int n, int64_t now_ms,
-                        const char *err)
+static void status_finish(struct aconn *c, int up_ok, const char *up_err)
 {
-    struct aconn *c = arg;
     struct areq *rq = c->rq;
-    c->op = NULL;
     struct evbuffer *page = evbuffer_new();
-    status_render(c->ad->s, rq->pol, rd, n, now_ms ? now_ms : clock_now_ms(), err, page);
+    struct status_input in = {
+        .rd = rq->rd, .n = rq->nrd,
+        .now_ms = rq->read_now_ms ? rq->read_now_ms : clock_now_ms(),
+        .store_err = rq->ready_store ? NULL : rq->store_err,
+        .upstream_ok = up_ok, .upstream_err = up_err};
+    status_render(c->ad->s, rq->pol, &in, page);
     size_t len = evbuffer_get_length(page);
-    char *text = xmalloc(len + 1);
-    evbuffer_remove(page, text, len);
-    evbuffer_free(page);
-    respond_raw(c, 200, "text/html; charset=utf-8", text, len,
+    respond_raw(c, 200, "text/html; charset=utf-8", (const char *)evbuffer_pullup(page, -1), len,
                 "Content-Security-Policy: default-src 'none'; style-src 'unsafe-inline'; "
                 "frame-ancestors 'none'\r\nReferrer-Policy: no-referrer\r\n");
-    free(text);
+    evbuffer_free(page);
 }
 
 static void h_status(struct aconn *c)
@@ -847,10 +865,11 @@ static void h_status(struct aconn *c)
     struct admin *ad = c->ad;
     struct areq *rq = c->rq;
     rq->action = "status";
+    rq->status_page = 1;
     int64_t now = clock_now_ms();
-    rq->nrd = status_reads(ad->s, rq->pol, now, &rq->rd);
+    rq->nrd = status_reads(ad->s, rq->pol, &rq->rd);
     c->state = AC_BUSY;
-    c->op = quota_store_read(ad->store, rq->rd, rq->nrd, read_time(ad, now), now, status_done,
+    c->op = quota_store_read(ad->store, rq->rd, rq->nrd, read_time(ad, now), now, store_checked,
                              c);
 }
 

@@ -22,13 +22,11 @@
 #define TOP_ACCOUNTS 10
 #define MINUTES_SHOWN 10
 
-int status_reads(struct server *s, const struct policy *p, int64_t now_ms,
-                 struct quota_read **out)
+int status_reads(struct server *s, const struct policy *p, struct quota_read **out)
 {
     const char *prefix = s->cfg->store.key_prefix;
     int n = (int)p->naccounts * READS_PER_ACCOUNT;
     struct quota_read *rd = xcalloc((size_t)n + 1, sizeof *rd);
-    (void)now_ms;
     for (size_t i = 0; i < p->naccounts; i++) {
         const char *id = p->accounts[i].id;
         struct quota_read *r = &rd[i * READS_PER_ACCOUNT];
@@ -106,9 +104,13 @@ static void usage_cell(struct evbuffer *o, long long used, int limit)
                         used * 100 / limit);
 }
 
-void status_render(struct server *s, const struct policy *p, const struct quota_read *rd, int n,
-                   int64_t now_ms, const char *store_err, struct evbuffer *o)
+void status_render(struct server *s, const struct policy *p, const struct status_input *in,
+                   struct evbuffer *o)
 {
+    const struct quota_read *rd = in->rd;
+    int n = in->n;
+    int64_t now_ms = in->now_ms;
+    const char *store_err = in->store_err;
     char when[64], buf[800];
     local_hm(now_ms, when, sizeof when, "%Y-%m-%d %H:%M:%S");
     evbuffer_add_printf(o,
@@ -165,9 +167,10 @@ void status_render(struct server *s, const struct policy *p, const struct quota_
     for (int i = 0; i < s->nworkers; i++)
         bad_gw += stat_get(&s->workers[i]->met.refusals[k502]) +
                   stat_get(&s->workers[i]->met.refusals[k504]);
-    snprintf(buf, sizeof buf, "%s: %lld busy, %lld idle connections, %lld waiting; %llu "
-             "502/504 since start", s->cfg->upstream.url, pt - pi, pi, pw, bad_gw);
-    health_row(o, "Upstream (national database)", 1, buf);
+    snprintf(buf, sizeof buf, "%s%s%s: %lld busy, %lld idle connections, %lld waiting; %llu "
+             "502/504 since start", in->upstream_ok ? "" : in->upstream_err,
+             in->upstream_ok ? "" : "; ", s->cfg->upstream.url, pt - pi, pi, pw, bad_gw);
+    health_row(o, "Upstream (national database)", in->upstream_ok, buf);
     put(o, "</table>\n");
 
     /* traffic */

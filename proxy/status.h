@@ -14,10 +14,19 @@ struct evbuffer;
 
 /* The store reads the page needs (per account: suspension, minute and day usage); *out is
  * allocated. Returns how many. */
-int status_reads(struct server *s, const struct policy *p, int64_t now_ms,
-                 struct quota_read **out);
-/* Renders the page from the reads' results (store_err: why they failed, or NULL). */
-void status_render(struct server *s, const struct policy *p, const struct quota_read *rd, int n,
-                   int64_t now_ms, const char *store_err, struct evbuffer *out);
+int status_reads(struct server *s, const struct policy *p, struct quota_read **out);
+
+/* What the page is rendered from, besides the process's own state. */
+struct status_input {
+    const struct quota_read *rd; /* status_reads' results */
+    int n;
+    int64_t now_ms;              /* the time they were read at */
+    const char *store_err;       /* why they could not be read, or NULL */
+    int upstream_ok;             /* a connection to the upstream could be opened */
+    const char *upstream_err;
+};
+
+void status_render(struct server *s, const struct policy *p, const struct status_input *in,
+                   struct evbuffer *out);
 
 #endif
