@@ -227,10 +227,10 @@ void metrics_render(struct server *s, struct evbuffer *o)
     struct metrics *m = &s->metrics;
     int nw = s->nworkers;
 
-    head(o, "lookupgate_build_info", "gauge", "Version and instance of this process.");
+    head(o, "lookupgate_build_info", "gauge", "Version and instance name of this process.");
     put(o, "lookupgate_build_info{version=\"");
     label(o, LOOKUPGATE_VERSION);
-    put(o, "\",instance=\"");
+    put(o, "\",name=\"");
     label(o, s->cfg->instance);
     put(o, "\"} 1\n");
 
