@@ -648,10 +648,54 @@ static void index_credentials(struct cfg_ctx *c, struct policy *p)
     }
 }
 
+const char *const pol_signal_names[] = {"quota_refusals", "outside_hours", "distinct_citizens",
+                                        "auth_failures"};
+
+static const struct cfg_key signal_keys[] = {
+    K_INT(struct pol_signal, count, 1, 1000000, 0),
+    K_INT(struct pol_signal, window_s, 1, 86400, 3600),
+    K_BOOL(struct pol_signal, suspend, 0),
+    K_END,
+};
+
+/* "signals": {"quota_refusals": {"count": 5, "window_s": 600, "suspend": true}, ...} */
+static void load_signals(struct cfg_ctx *c, json_t *v, struct policy *p)
+{
+    char path[80];
+    if (v == NULL)
+        return;
+    if (!json_is_object(v)) {
+        cfg_error(c, "signals", "expected an object, got %s", cfg_type_name(v));
+        return;
+    }
+    const char *name;
+    json_t *o;
+    json_object_foreach(v, name, o) {
+        int k = 0;
+        while (k < PSIG__COUNT && strcmp(pol_signal_names[k], name) != 0)
+            k++;
+        snprintf(path, sizeof path, "signals.%s", name);
+        if (k == PSIG__COUNT) {
+            cfg_error(c, path, "unknown signal (expected quota_refusals, outside_hours, "
+                               "distinct_citizens or auth_failures)");
+            continue;
+        }
+        if (!json_is_object(o)) {
+            cfg_error(c, path, "expected an object, got %s", cfg_type_name(o));
+            continue;
+        }
+        if (json_object_get(o, "count") == NULL)
+            cfg_error(c, path, "\"count\" is required");
+        cfg_apply(c, o, path, signal_keys, &p->signals[k], NULL);
+        if (k == PSIG_AUTH_FAILURES && p->signals[k].suspend)
+            cfg_error(c, path, "cannot suspend: 401s belong to no account");
+    }
+}
+
 static void load_root(struct cfg_ctx *c, json_t *root, struct policy *p)
 {
     static const char *const extra[] = {"version", "operations", "roles", "units", "global",
-                                        "accounts", NULL};
+                                        "accounts", "signals", NULL};
     static const struct cfg_key keys[] = {
         K_INT(struct policy, max_credential_age_days, 1, 3650, 90),
         K_END,
@@ -692,6 +736,7 @@ static void load_root(struct cfg_ctx *c, json_t *root, struct policy *p)
                 load_quota(c, q, "global.quota", &p->global, NULL);
         }
     }
+    load_signals(c, json_object_get(root, "signals"), p);
     v = json_object_get(root, "accounts");
     if (!json_is_array(v)) {
         cfg_error(c, "accounts", v ? "expected an array" : "is required");

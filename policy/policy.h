@@ -83,6 +83,24 @@ struct pol_account {
     size_t ncreds;
 };
 
+/* A misuse signal's threshold: count events within window_s seconds raise an alert (once per
+ * window per account or address); suspend: the account is suspended too. count 0: off. */
+struct pol_signal {
+    int count;
+    int window_s;
+    int suspend;
+};
+
+enum pol_signal_kind {
+    PSIG_QUOTA_REFUSALS,   /* quota refusals of one account */
+    PSIG_OUTSIDE_HOURS,    /* lookups of one account refused outside its permitted hours */
+    PSIG_DISTINCT_SUBJECTS,/* distinct citizens one account looked up */
+    PSIG_AUTH_FAILURES,    /* 401s answered to one client address (never suspends) */
+    PSIG__COUNT
+};
+
+extern const char *const pol_signal_names[];
+
 struct policy {
     atomic_int refs;
     char *path;                  /* file it was loaded from */
@@ -98,6 +116,7 @@ struct policy {
     struct pol_account *accounts;
     size_t naccounts;
     struct pol_quota global;     /* whole-province quota; zeros: none */
+    struct pol_signal signals[PSIG__COUNT]; /* misuse thresholds ("signals") */
     struct pol_credential **cred_table; /* open addressing by digest, power-of-two size */
     size_t cred_mask;
 };

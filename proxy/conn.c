@@ -29,7 +29,9 @@
 #include "policy/decide.h"
 #include "policy/policy.h"
 #include "policy/quota.h"
+#include "policy/signals.h"
 #include "policy/store.h"
+#include "proxy/alert.h"
 #include "proxy/metrics.h"
 #include "proxy/problem.h"
 #include "proxy/record.h"
@@ -622,11 +624,45 @@ static void count_near_limit(struct conn *c)
     }
 }
 
+/* Feeds the misuse signals with a decision. */
+static void signal_decision(struct conn *c, enum decision d)
+{
+    const struct pol_decision *dec = &c->gate->dec;
+    const struct policy *p = c->pol;
+    if (p == NULL)
+        return;
+    switch (d) {
+    case DECISION_DENY_QUOTA:
+        alert_event(c->w, p, PSIG_QUOTA_REFUSALS, dec->account->id, 0, c->request_id);
+        break;
+    case DECISION_DENY_HOURS:
+        alert_event(c->w, p, PSIG_OUTSIDE_HOURS, dec->account->id, 0, c->request_id);
+        break;
+    case DECISION_DENY_NO_CREDENTIAL:
+    case DECISION_DENY_CREDENTIAL:
+    case DECISION_DENY_EXPIRED:
+    case DECISION_DENY_NOT_YET_VALID:
+        alert_event(c->w, p, PSIG_AUTH_FAILURES, c->peer_ip, 0, c->request_id);
+        break;
+    case DECISION_ALLOW:
+        if (dec->subject[0]) { /* the citizen as a salted hash, never the ID */
+            uint64_t h = 1469598103934665603ull ^ srv_of(c)->subject_salt;
+            for (const char *q = dec->subject; *q; q++)
+                h = (h ^ (unsigned char)*q) * 1099511628211ull;
+            alert_event(c->w, p, PSIG_DISTINCT_SUBJECTS, dec->account->id, h, c->request_id);
+        }
+        break;
+    default:
+        break;
+    }
+}
+
 /* Answers the request with the refusal in c->gate->dec. */
 static void refuse_decision(struct conn *c, int close)
 {
     struct gate *g = c->gate;
     count_decision(c, g->dec.decision);
+    signal_decision(c, g->dec.decision);
     const struct decision_info *di = &decision_info[g->dec.decision];
     char hdrs[1200] = "", members[400] = "";
     switch (g->dec.decision) {
@@ -721,6 +757,7 @@ static void quota_done(void *arg, const struct quota_result *res)
     case QUOTA_ADMITTED:
         count_decision(c, DECISION_ALLOW);
         count_near_limit(c);
+        signal_decision(c, DECISION_ALLOW);
         if (res->degraded)
             log_warn("%s %s account %s admitted by the local fallback: %s", c->peer_ip,
                      c->request_id, g->dec.account->id, res->reason);

@@ -18,6 +18,7 @@
 #include "common/util.h"
 #include "policy/policy.h"
 #include "policy/quota.h"
+#include "policy/signals.h"
 #include "proxy/admin.h"
 #include "proxy/conncap.h"
 #include "proxy/record.h"
@@ -220,6 +221,7 @@ static void free_server(struct server *s, const char *stop_reason)
     quota_mem_free(s->mem);
     pthread_mutex_destroy(&s->policy_mu);
     metrics_free(&s->metrics);
+    sigtrack_free(s->sig);
 }
 
 int server_run(struct lg_config *cfg)
@@ -237,6 +239,8 @@ int server_run(struct lg_config *cfg)
     pthread_mutex_init(&s.policy_mu, NULL);
     s.mem = quota_mem_new();
     metrics_init(&s.metrics);
+    s.sig = sigtrack_new(65536);
+    random_bytes(&s.subject_salt, sizeof s.subject_salt);
     signal(SIGPIPE, SIG_IGN);
     char *perr = xmalloc(65536);
     s.policy = policy_load(cfg->policy_path, perr, 65536);

@@ -19,6 +19,7 @@ struct quota_mem;
 struct audit;
 struct audit_sink;
 struct admin;
+struct sigtrack;
 
 struct server {
     struct lg_config *cfg;        /* immutable while running */
@@ -39,6 +40,8 @@ struct server {
     struct metrics metrics;       /* process-wide counters and the ops registry */
     struct admin *admin;          /* the admin listener (main thread) */
     struct audit_sink *admin_sink; /* its sink; freed after the writer stops */
+    struct sigtrack *sig;         /* misuse signal counts */
+    uint64_t subject_salt;        /* for the distinct-citizens signal's item hashes */
 };
 
 /* Loads the policy file again and, if it is valid, hands it to every worker; otherwise logs
