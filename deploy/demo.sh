@@ -13,8 +13,9 @@ cmake --build build -j"$(nproc)" >/dev/null
 
 DEMO_DIR=${DEMO_DIR:-demo}
 mkdir -p "$DEMO_DIR"
+DEMO_ABS=$(cd "$DEMO_DIR" && pwd)
 REDIS_PORT=${REDIS_PORT:-6380}
-for port in 8080 9000 "$REDIS_PORT"; do
+for port in 8080 9000 9090 "$REDIS_PORT"; do
     if (exec 3<>/dev/tcp/127.0.0.1/$port) 2>/dev/null; then
         echo "port $port on 127.0.0.1 is in use; stop what is listening there first" >&2
         exit 1
@@ -51,7 +52,7 @@ PY
 [ -f "$DEMO_DIR/keys/signing.key" ] || ./build/lookupgate-audit keygen --out "$DEMO_DIR/keys"
 
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-    --dir "$PWD/$DEMO_DIR" --logfile "$PWD/$DEMO_DIR/redis.log" &
+    --dir "$DEMO_ABS" --logfile "$DEMO_ABS/redis.log" &
 pids+=($!)
 ./build/upstream-stub --host 127.0.0.1 --port 9000 2>"$DEMO_DIR/upstream-stub.log" &
 pids+=($!)
@@ -110,6 +111,18 @@ Try, in another terminal:
        --account demo.xuly --format csv
   ./build/lookupgate-audit stats demo/audit --pubkey demo/keys/signing.pub --live
   # after Ctrl-C the log is closed and signed: verify without --live passes
+
+  # the admin API on 127.0.0.1:9090 (demo admin token: lg_demo-admin-not-a-secret)
+  A='Authorization: Bearer lg_demo-admin-not-a-secret'
+  curl -s -H "$A" http://127.0.0.1:9090/admin/v1/accounts/demo.xuly      # usage, last use
+  curl -s -H "$A" -d '{"reason":"demo: credential leaked"}' \
+       http://127.0.0.1:9090/admin/v1/accounts/demo.xuly/suspend         # then try lookup 1: 403
+  curl -s -H "$A" -X POST http://127.0.0.1:9090/admin/v1/accounts/demo.xuly/resume
+  curl -s -H "$A" 'http://127.0.0.1:9090/admin/v1/reports/credentials?days=90'
+  curl -s -H "$A" 'http://127.0.0.1:9090/admin/v1/reports/idle?days=0'
+  curl -s -H "$A" http://127.0.0.1:9090/metrics | grep '^lookupgate_requests_total'
+  # the status page in a browser: http://127.0.0.1:9090/status
+  #   (any user name; password lg_demo-admin-not-a-secret)
 
 Logs are in demo/. Press Ctrl-C to stop.
 TXT
