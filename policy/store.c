@@ -315,12 +315,6 @@ static void read_reply(struct quota_op *op, const redisReply *r)
     op->rcb = NULL;
     if (cb == NULL)
         return;
-    if (r->type == REDIS_REPLY_ERROR) {
-        char why[160];
-        snprintf(why, sizeof why, "quota store error: %.100s", r->str);
-        cb(op->arg, op->rd, op->nrd, 0, why);
-        return;
-    }
     if (r->type != REDIS_REPLY_ARRAY || r->elements != 2 + (size_t)op->nrd ||
         int_at(r, 0, &now) || int_at(r, 1, &day)) {
         cb(op->arg, op->rd, op->nrd, 0, "unexpected reply from the quota store");
@@ -354,11 +348,7 @@ static void set_reply(struct quota_op *op, const redisReply *r)
     op->scb = NULL;
     if (cb == NULL)
         return;
-    if (r->type == REDIS_REPLY_ERROR) {
-        char why[160];
-        snprintf(why, sizeof why, "quota store error: %.100s", r->str);
-        cb(op->arg, 0, why);
-    } else if (r->type == REDIS_REPLY_INTEGER) {
+    if (r->type == REDIS_REPLY_INTEGER) {
         cb(op->arg, r->integer > 0, NULL);
     } else if (r->type == REDIS_REPLY_STRING || r->type == REDIS_REPLY_NIL) {
         cb(op->arg, r->type == REDIS_REPLY_STRING, NULL);
@@ -384,10 +374,15 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
     if (op->kind != OP_ADMIT) {
         s->inflight--;
         evtimer_del(op->timer);
-        if (op->kind == OP_READ)
+        if (reply->type == REDIS_REPLY_ERROR) {
+            char why[160];
+            snprintf(why, sizeof why, "quota store error: %.100s", reply->str);
+            op_fail(op, why);
+        } else if (op->kind == OP_READ) {
             read_reply(op, reply);
-        else
+        } else {
             set_reply(op, reply);
+        }
         op_free(op);
         return;
     }

@@ -42,6 +42,7 @@
 #include "proxy/server.h"
 #include "proxy/status.h"
 #include "proxy/tls.h"
+#include "proxy/worker.h"
 
 #define ADMIN_MAX_CONNS 64
 #define ADMIN_BODY_MAX 65536
@@ -157,6 +158,8 @@ static void admin_record_begin(struct aconn *c, struct jsonw *j, const char *typ
     record_admin_begin(j, type, ad->s->cfg->instance);
     jw_kstrz(j, "request_id", c->request_id);
     jw_kstrz(j, "client", c->peer_ip);
+    if (c->tls && !c->tls_id[0]) /* the handshake is done once a request was read */
+        tls_peer_fingerprint(bufferevent_openssl_get_ssl(c->bev), c->tls_id, sizeof c->tls_id);
     if (c->tls_id[0])
         jw_kstrz(j, "tls_client", c->tls_id);
     jw_kstrz(j, "admin", c->who ? c->who->name : NULL);
@@ -1206,14 +1209,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     }
     struct aconn *c = xcalloc(1, sizeof *c);
     c->ad = ad;
-    if (sa->sa_family == AF_INET)
-        evutil_inet_ntop(AF_INET, &((struct sockaddr_in *)sa)->sin_addr, c->peer_ip,
-                         sizeof c->peer_ip);
-    else if (sa->sa_family == AF_INET6)
-        evutil_inet_ntop(AF_INET6, &((struct sockaddr_in6 *)sa)->sin6_addr, c->peer_ip,
-                         sizeof c->peer_ip);
-    else
-        snprintf(c->peer_ip, sizeof c->peer_ip, "unknown");
+    sockaddr_text(sa, c->peer_ip, sizeof c->peer_ip);
     evutil_make_socket_nonblocking(fd);
     if (ad->tls) {
         SSL *ssl = SSL_new(ad->tls);
@@ -1245,26 +1241,13 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     arm(c, ADMIN_IDLE_MS);
 }
 
-/* The client certificate's fingerprint is taken once the handshake is done. */
+/* Closes the status page's minutes every second. */
 static void sample_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct admin *ad = arg;
     (void)fd;
     (void)what;
     metrics_sample(ad->s, clock_now_ms());
-    struct aconn *c;
-    LIST_FOREACH(c, &ad->conns, link) {
-        if (!c->tls || c->tls_id[0])
-            continue;
-        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
-        X509 *cert = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
-        unsigned char md[32];
-        unsigned n = 0;
-        if (cert && X509_digest(cert, EVP_sha256(), md, &n) == 1 && n == 32) {
-            memcpy(c->tls_id, "sha256:", 7);
-            hex_encode(md, 32, c->tls_id + 7);
-        }
-    }
 }
 
 static void resolve_upstream(struct admin *ad)
@@ -1309,28 +1292,10 @@ struct admin *admin_new(struct server *s, struct event_base *base, char *err, si
             return NULL;
         }
     }
-    char host[256];
-    int port;
-    config_split_hostport(cfg->address, host, sizeof host, &port);
-    struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM,
-                             .ai_flags = AI_PASSIVE | AI_NUMERICSERV};
-    struct addrinfo *res = NULL;
-    char ps[8];
-    snprintf(ps, sizeof ps, "%d", port);
-    int rc = getaddrinfo(host, ps, &hints, &res);
-    if (rc != 0 || res == NULL) {
-        snprintf(err, errlen, "admin.address %s: %s", cfg->address, gai_strerror(rc));
-        admin_free(ad);
-        return NULL;
-    }
-    ad->listener = evconnlistener_new_bind(base, on_accept, ad,
-                                           LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE |
-                                               LEV_OPT_CLOSE_ON_EXEC,
-                                           64, res->ai_addr, (int)res->ai_addrlen);
-    freeaddrinfo(res);
+    char why[400];
+    ad->listener = listener_bind(base, cfg->address, on_accept, ad, 0, why, sizeof why);
     if (ad->listener == NULL) {
-        snprintf(err, errlen, "admin.address %s: cannot bind: %s", cfg->address,
-                 strerror(errno));
+        snprintf(err, errlen, "admin %s", why);
         admin_free(ad);
         return NULL;
     }

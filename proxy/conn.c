@@ -36,6 +36,7 @@
 #include "proxy/problem.h"
 #include "proxy/record.h"
 #include "proxy/server.h"
+#include "proxy/tls.h"
 #include "proxy/worker.h"
 
 #define LINGER_MS 2000
@@ -104,14 +105,7 @@ struct conn *conn_new(struct worker *w, int fd, const struct sockaddr *sa, int s
     struct conn *c = xcalloc(1, sizeof *c);
     c->w = w;
     memcpy(&c->peer, sa, (size_t)salen < sizeof c->peer ? (size_t)salen : sizeof c->peer);
-    if (sa->sa_family == AF_INET)
-        evutil_inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, c->peer_ip,
-                         sizeof c->peer_ip);
-    else if (sa->sa_family == AF_INET6)
-        evutil_inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, c->peer_ip,
-                         sizeof c->peer_ip);
-    else
-        snprintf(c->peer_ip, sizeof c->peer_ip, "unknown");
+    sockaddr_text(sa, c->peer_ip, sizeof c->peer_ip);
     int one = 1;
     setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
     evutil_make_socket_nonblocking(fd);
@@ -195,14 +189,7 @@ static const char *tls_identity(struct conn *c)
         return NULL;
     if (!c->tls_id_done) {
         c->tls_id_done = 1;
-        SSL *ssl = bufferevent_openssl_get_ssl(c->bev);
-        X509 *cert = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
-        unsigned char md[32];
-        unsigned n = 0;
-        if (cert && X509_digest(cert, EVP_sha256(), md, &n) == 1 && n == 32) {
-            memcpy(c->tls_id, "sha256:", 7);
-            hex_encode(md, 32, c->tls_id + 7);
-        }
+        tls_peer_fingerprint(bufferevent_openssl_get_ssl(c->bev), c->tls_id, sizeof c->tls_id);
     }
     return c->tls_id[0] ? c->tls_id : NULL;
 }

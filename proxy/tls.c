@@ -3,6 +3,9 @@
 
 #include <openssl/err.h>
 #include <openssl/x509v3.h>
+#include <string.h>
+
+#include "audit/crypto.h"
 #include <stdio.h>
 
 /* TLS 1.2 suites: forward secrecy (ECDHE) with AEAD only. TLS 1.3 suites are all AEAD. */
@@ -95,4 +98,16 @@ SSL *tls_client_ssl_new(SSL_CTX *ctx, const struct cfg_upstream *u)
         return NULL;
     }
     return ssl;
+}
+
+void tls_peer_fingerprint(SSL *ssl, char *out, size_t outlen)
+{
+    X509 *cert = ssl ? SSL_get0_peer_certificate(ssl) : NULL;
+    unsigned char md[32];
+    unsigned n = 0;
+    out[0] = '\0';
+    if (outlen >= 72 && cert && X509_digest(cert, EVP_sha256(), md, &n) == 1 && n == 32) {
+        memcpy(out, "sha256:", 7);
+        hex_encode(md, 32, out + 7);
+    }
 }

@@ -16,4 +16,7 @@ SSL_CTX *tls_client_ctx_new(const struct cfg_upstream *u, char *err, size_t errl
 /* A new SSL for one upstream connection: SNI and, when verifying, the expected host name. */
 SSL *tls_client_ssl_new(SSL_CTX *ctx, const struct cfg_upstream *u);
 
+/* "sha256:<hex>" of the peer's certificate into out (>= 72 bytes); "" when there is none. */
+void tls_peer_fingerprint(SSL *ssl, char *out, size_t outlen);
+
 #endif

@@ -174,8 +174,20 @@ static void ctl_cb(evutil_socket_t fd, short what, void *arg)
     }
 }
 
-static struct evconnlistener *bind_listener(struct worker *w, const char *address, char *err,
-                                            size_t errlen)
+void sockaddr_text(const struct sockaddr *sa, char *out, size_t outlen)
+{
+    if (sa->sa_family == AF_INET)
+        evutil_inet_ntop(AF_INET, &((const struct sockaddr_in *)sa)->sin_addr, out, outlen);
+    else if (sa->sa_family == AF_INET6)
+        evutil_inet_ntop(AF_INET6, &((const struct sockaddr_in6 *)sa)->sin6_addr, out, outlen);
+    else
+        snprintf(out, outlen, "unknown");
+}
+
+struct evconnlistener *listener_bind(struct event_base *base, const char *address,
+                                     void (*cb)(struct evconnlistener *, int, struct sockaddr *,
+                                                int, void *),
+                                     void *arg, int reuseport, char *err, size_t errlen)
 {
     char host[256];
     int port;
@@ -190,17 +202,23 @@ static struct evconnlistener *bind_listener(struct worker *w, const char *addres
         snprintf(err, errlen, "listener %s: %s", address, gai_strerror(rc));
         return NULL;
     }
-    struct evconnlistener *l = evconnlistener_new_bind(
-        w->base, on_accept, w,
-        LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_REUSEABLE_PORT |
-            LEV_OPT_CLOSE_ON_EXEC,
-        1024, res->ai_addr, (int)res->ai_addrlen);
+    unsigned flags = LEV_OPT_CLOSE_ON_FREE | LEV_OPT_REUSEABLE | LEV_OPT_CLOSE_ON_EXEC;
+    if (reuseport)
+        flags |= LEV_OPT_REUSEABLE_PORT;
+    struct evconnlistener *l = evconnlistener_new_bind(base, cb, arg, flags, 1024, res->ai_addr,
+                                                       (int)res->ai_addrlen);
     freeaddrinfo(res);
-    if (l == NULL) {
+    if (l == NULL)
         snprintf(err, errlen, "listener %s: cannot bind: %s", address, strerror(errno));
-        return NULL;
-    }
-    evconnlistener_set_error_cb(l, on_accept_error);
+    return l;
+}
+
+static struct evconnlistener *bind_listener(struct worker *w, const char *address, char *err,
+                                            size_t errlen)
+{
+    struct evconnlistener *l = listener_bind(w->base, address, on_accept, w, 1, err, errlen);
+    if (l)
+        evconnlistener_set_error_cb(l, on_accept_error);
     return l;
 }
 

@@ -4,6 +4,7 @@
 #define LG_WORKER_H
 
 #include <pthread.h>
+#include <stddef.h>
 #include <stdint.h>
 #include <sys/queue.h>
 
@@ -15,6 +16,7 @@ struct conn;
 struct event_base;
 struct evconnlistener;
 struct event;
+struct sockaddr;
 struct upstream_pool;
 struct policy;
 struct quota_store;
@@ -55,6 +57,15 @@ void worker_stop(struct worker *w);
 /* Asks the worker (from another thread) to take the server's current policy. */
 void worker_policy_changed(struct worker *w);
 void worker_join_and_free(struct worker *w);
+
+/* Binds a listener on address ("host:port") on base (close-on-exec, address reuse, and
+ * SO_REUSEPORT when reuseport is set); NULL with a message in err. */
+struct evconnlistener *listener_bind(struct event_base *base, const char *address,
+                                     void (*cb)(struct evconnlistener *, int, struct sockaddr *,
+                                                int, void *),
+                                     void *arg, int reuseport, char *err, size_t errlen);
+/* The printable address of sa ("unknown" for other families). */
+void sockaddr_text(const struct sockaddr *sa, char *out, size_t outlen);
 
 /* Called by conn_free. */
 void worker_conn_closed(struct worker *w, struct conn *c);
