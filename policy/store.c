@@ -196,24 +196,13 @@ static void deliver(struct quota_store *s, quota_done_fn *cb, void *arg,
     cb(arg, res);
 }
 
-static void fail_now(struct quota_store *s, const struct quota_plan *pl, quota_done_fn *cb,
-                     void *arg, const char *why)
-{
-    struct quota_result res;
-    memset(&res, 0, sizeof res);
-    res.outcome = QUOTA_STORE_ERROR;
-    res.n = pl->n;
-    snprintf(res.reason, sizeof res.reason, "%s", why);
-    deliver(s, cb, arg, pl, &res);
-}
-
 static void op_finish(struct quota_op *op, struct quota_result *res)
 {
     quota_done_fn *cb = op->cb;
     op->cb = NULL;
     if (cb == NULL)
         return;
-    res->store_us = now_mono_us() - op->t0_us;
+    res->store_us = op->t0_us ? now_mono_us() - op->t0_us : 0; /* 0: never sent */
     deliver(op->s, cb, op->arg, &op->plan, res);
 }
 
@@ -882,6 +871,20 @@ static const char *op_launch(struct quota_op *op)
     return NULL;
 }
 
+/* Launches op; if it cannot be sent, fails it (per its kind: the admission through the local
+ * fallback as configured) and frees it. Returns op, or NULL once it was answered. */
+static struct quota_op *op_start(struct quota_op *op)
+{
+    const char *why = op_launch(op);
+    if (why == NULL)
+        return op;
+    char msg[160];
+    snprintf(msg, sizeof msg, "%s", why);
+    op_fail(op, msg);
+    op_free(op);
+    return NULL;
+}
+
 struct quota_op *quota_store_admit(struct quota_store *s, const struct quota_plan *pl,
                                    quota_done_fn *cb, void *arg)
 {
@@ -899,14 +902,7 @@ struct quota_op *quota_store_admit(struct quota_store *s, const struct quota_pla
     op->cb = cb;
     op->arg = arg;
     op->plan = *pl;
-    const char *why = op_launch(op);
-    if (why == NULL)
-        return op;
-    char msg[160];
-    snprintf(msg, sizeof msg, "%s", why);
-    op_free(op);
-    fail_now(s, pl, cb, arg, msg);
-    return NULL;
+    return op_start(op);
 }
 
 struct quota_op *quota_store_read(struct quota_store *s, struct quota_read *rd, int n,
@@ -929,14 +925,7 @@ struct quota_op *quota_store_read(struct quota_store *s, struct quota_read *rd, 
     op->nrd = n;
     op->read_now_ms = now_ms;
     op->days = days;
-    const char *why = op_launch(op);
-    if (why == NULL)
-        return op;
-    char msg[160];
-    snprintf(msg, sizeof msg, "%s", why);
-    op_free(op);
-    cb(arg, rd, n, 0, msg);
-    return NULL;
+    return op_start(op);
 }
 
 struct quota_op *quota_store_set(struct quota_store *s, const char *key, const char *value,
@@ -954,14 +943,7 @@ struct quota_op *quota_store_set(struct quota_store *s, const char *key, const c
     op->arg = arg;
     op->set_key = xstrdup(key);
     op->set_value = value ? xstrdup(value) : NULL;
-    const char *why = op_launch(op);
-    if (why == NULL)
-        return op;
-    char msg[160];
-    snprintf(msg, sizeof msg, "%s", why);
-    op_free(op);
-    cb(arg, 0, msg);
-    return NULL;
+    return op_start(op);
 }
 
 void quota_op_cancel(struct quota_op *op)
