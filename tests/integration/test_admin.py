@@ -5,8 +5,11 @@ history; reload through the API; health and readiness; authentication; bad admin
 act is checked in the audit log too."""
 
 import datetime
+import http.client
 import json
+import os
 import socket
+import subprocess
 import tempfile
 import time
 import unittest
@@ -363,6 +366,50 @@ class Authentication(AdminCase):
         st, _, body = a.admin("/readyz")
         self.assertEqual(st, 401)
         self.assertIn("no admin tokens", json.loads(body)["detail"])
+
+
+class AdminTls(AdminCase):
+    def test_tls_with_required_client_certificates(self):
+        import ssl
+        from test_tls import make_ca, make_cert
+        d = self.tmp
+        make_ca(d, "ca")
+        make_ca(d, "otherca")
+        make_cert(d, "ca", "server", "localhost",
+                  "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
+        make_cert(d, "ca", "ops", "ops-laptop", "extendedKeyUsage=clientAuth\n")
+        make_cert(d, "otherca", "rogue", "rogue", "extendedKeyUsage=clientAuth\n")
+        p = lambda n: os.path.join(d, n)
+        g = self.gateway(admin={"tls": {"cert": p("server.crt"), "key": p("server.key"),
+                                        "client_ca": p("ca.crt"), "require_client_cert": True}})
+
+        def call(cert, path="/admin/v1/accounts/clerk.a"):
+            ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_CLIENT)
+            ctx.load_verify_locations(p("ca.crt"))
+            if cert:
+                ctx.load_cert_chain(p(cert + ".crt"), p(cert + ".key"))
+            conn = http.client.HTTPSConnection("127.0.0.1", g.admin_port, context=ctx, timeout=5)
+            try:
+                conn.request("GET", path, headers={"Authorization": "Bearer lg_test-admin-token"})
+                r = conn.getresponse()
+                return r.status, r.read()
+            finally:
+                conn.close()
+        st, body = call("ops")
+        self.assertEqual(st, 200)
+        self.assertEqual(json.loads(body)["id"], "clerk.a")
+        for cert in [None, "rogue"]:
+            with self.assertRaises((ssl.SSLError, ConnectionError, OSError, http.client.HTTPException)):
+                call(cert)
+        # plain HTTP on the TLS listener gets nothing useful
+        with self.assertRaises((ConnectionError, OSError, http.client.HTTPException)):
+            g.admin("/healthz", token=None)
+        recs = g.wait_audit(lambda rs: any(r["type"] == "admin" for r in rs))
+        rec = [r for r in recs if r["type"] == "admin"][0]
+        fp = subprocess.run(["openssl", "x509", "-in", p("ops.crt"), "-noout", "-fingerprint",
+                             "-sha256"], capture_output=True, check=True).stdout.decode()
+        self.assertEqual(rec["tls_client"], "sha256:" + fp.split("=")[1].strip().replace(":", "").lower())
+        self.assertEqual(rec["admin"], ADMIN_NAME)
 
 
 class BadInput(AdminCase):
