@@ -542,7 +542,12 @@ class GatewayTestCase(unittest.TestCase):
         cls.tmpdir = tempfile.TemporaryDirectory(prefix="lg-it-")
         cls.tmp = cls.tmpdir.name
         cls.stub = Stub(cls.tmp)
-        cls.gw = Gateway(cls.tmp, cls.stub.port, json.loads(json.dumps(cls.GATEWAY_CONFIG)))
+        try:
+            cls.gw = Gateway(cls.tmp, cls.stub.port, json.loads(json.dumps(cls.GATEWAY_CONFIG)))
+        except BaseException:  # tearDownClass does not run when setUpClass fails
+            cls.stub.stop()
+            cls.tmpdir.cleanup()
+            raise
 
     @classmethod
     def tearDownClass(cls):
