@@ -641,12 +641,14 @@ static void write_batch(struct audit *a, struct audit_rec *batch, int closing)
     }
 }
 
-/* A checkpoint on its own when the last records have waited checkpoint_ms. */
-static void timed_checkpoint(struct audit *a)
+/* A checkpoint on its own when the last records have waited checkpoint_ms, or now when
+ * closing (the stop record may have been written in a batch taken before the stop flag was
+ * set: the log must still end on a checkpoint). */
+static void timed_checkpoint(struct audit *a, int closing)
 {
     char why[300];
     if (a->fd < 0 || a->unsigned_since_ms == 0 ||
-        wall_ms() - a->unsigned_since_ms < a->o.checkpoint_ms)
+        (!closing && wall_ms() - a->unsigned_since_ms < a->o.checkpoint_ms))
         return;
     struct tree_snap snap;
     snap_take(a, &snap);
@@ -739,7 +741,7 @@ static void *writer_main(void *arg)
         } else if (batch || now >= a->next_heartbeat_ms) {
             write_batch(a, batch, stop);
         } else {
-            timed_checkpoint(a);
+            timed_checkpoint(a, stop);
         }
         if (stop) {
             pthread_mutex_lock(&a->mu);
