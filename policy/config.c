@@ -2,6 +2,7 @@
  * positions of offending keys come from jsonpos so users see file:line:col. */
 #include "policy/config.h"
 
+#include <arpa/inet.h>
 #include <jansson.h>
 #include <stddef.h>
 #include <stdio.h>
@@ -51,6 +52,7 @@ static const struct cfg_key limits_keys[] = {
     K_INT(struct cfg_limits, max_connections_per_client, 1, 1000000, 512),
     K_INT(struct cfg_limits, requests_per_connection, 1, 100000000, 10000),
     K_INT(struct cfg_limits, shutdown_timeout_ms, 0, 600000, 10000),
+    K_INT(struct cfg_limits, auth_failures_per_minute, 0, 1000000, 60),
     K_END,
 };
 
@@ -492,6 +494,34 @@ static void load_policy_ref(struct cfg_ctx *c, json_t *v, struct lg_config *cfg)
     cfg->policy_path = config_relative(c, json_string_value(v));
 }
 
+/* limits.auth_throttle_exempt: numeric IPv4 or IPv6 addresses. */
+static void load_exempt(struct cfg_ctx *c, json_t *arr, struct cfg_limits *l)
+{
+    char path[64];
+    unsigned char buf[16];
+    if (arr == NULL || json_is_null(arr))
+        return;
+    if (!json_is_array(arr) || json_array_size(arr) > 256) {
+        cfg_error(c, "limits.auth_throttle_exempt", "expected an array of up to 256 addresses");
+        return;
+    }
+    l->nauth_throttle_exempt = json_array_size(arr);
+    l->auth_throttle_exempt = xcalloc(l->nauth_throttle_exempt + 1, sizeof(char *));
+    for (size_t i = 0; i < l->nauth_throttle_exempt; i++) {
+        json_t *e = json_array_get(arr, i);
+        const char *a = json_is_string(e) ? json_string_value(e) : "";
+        snprintf(path, sizeof path, "limits.auth_throttle_exempt[%zu]", i);
+        char canon[INET6_ADDRSTRLEN] = "";
+        if (inet_pton(AF_INET, a, buf) == 1)
+            inet_ntop(AF_INET, buf, canon, sizeof canon);
+        else if (inet_pton(AF_INET6, a, buf) == 1)
+            inet_ntop(AF_INET6, buf, canon, sizeof canon);
+        else
+            cfg_error(c, path, "expected a numeric IPv4 or IPv6 address");
+        l->auth_throttle_exempt[i] = xstrdup(canon); /* as the proxy prints addresses */
+    }
+}
+
 static void load_root(struct cfg_ctx *c, json_t *root, struct lg_config *cfg)
 {
     static const struct cfg_key root_keys[] = {
@@ -536,7 +566,11 @@ static void load_root(struct cfg_ctx *c, json_t *root, struct lg_config *cfg)
     if (v && !json_is_object(v))
         cfg_error(c, "limits", "expected an object, got %s", cfg_type_name(v));
     json_t *empty = json_object();
-    cfg_apply(c, v && json_is_object(v) ? v : empty, "limits", limits_keys, &cfg->limits, NULL);
+    static const char *const limits_extra[] = {"auth_throttle_exempt", NULL};
+    cfg_apply(c, v && json_is_object(v) ? v : empty, "limits", limits_keys, &cfg->limits,
+              limits_extra);
+    load_exempt(c, v && json_is_object(v) ? json_object_get(v, "auth_throttle_exempt") : NULL,
+                &cfg->limits);
     json_decref(empty);
     if (cfg->limits.head_bytes > 0 && cfg->limits.request_line_bytes > cfg->limits.head_bytes)
         cfg_error(c, "limits.request_line_bytes", "must not exceed limits.head_bytes");
@@ -637,6 +671,9 @@ void config_free(struct lg_config *cfg)
     free(cfg->audit.dir);
     free(cfg->audit.signing_key);
     free(cfg->audit.cid_key);
+    for (size_t i = 0; i < cfg->limits.nauth_throttle_exempt; i++)
+        free(cfg->limits.auth_throttle_exempt[i]);
+    free(cfg->limits.auth_throttle_exempt);
     free(cfg->admin.address);
     for (size_t i = 0; i < cfg->admin.ntokens; i++) {
         free(cfg->admin.tokens[i].name);

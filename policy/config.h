@@ -57,6 +57,9 @@ struct cfg_limits {
     int max_connections_per_client; /* client connections from one address */
     int requests_per_connection;  /* then the connection is closed after the response */
     int shutdown_timeout_ms;      /* SIGTERM: in-flight requests get this long */
+    int auth_failures_per_minute; /* 401s from one address in 60 s before it is throttled; 0: off */
+    char **auth_throttle_exempt;  /* addresses never throttled (the TTHC servers), or NULL */
+    size_t nauth_throttle_exempt;
 };
 
 enum cfg_clock {

@@ -181,3 +181,48 @@ int sigtrack_event(struct sigtrack *t, int kind, const char *key, uint64_t item,
     pthread_mutex_unlock(&t->mu);
     return n;
 }
+
+int sigtrack_window(struct sigtrack *t, int kind, const char *key, int limit, int window_s,
+                    int64_t now_ms, int add, int64_t *retry_ms)
+{
+    int64_t window = (int64_t)window_s * 1000;
+    *retry_ms = 0;
+    if (limit <= 0)
+        return 0;
+    pthread_mutex_lock(&t->mu);
+    struct sig_entry *e = add ? get(t, kind, key, now_ms) : NULL;
+    if (!add) { /* a query never creates an entry */
+        size_t h = hash(kind, key) & (t->nb - 1);
+        for (e = t->b[h]; e && !(e->kind == kind && strcmp(e->key, key) == 0); e = e->next)
+            ;
+    }
+    int n = 0;
+    if (e) {
+        if (e->cap != limit) {
+            e->ts = xrealloc(e->ts, (size_t)limit * sizeof *e->ts);
+            if (e->n > limit) {
+                memmove(e->ts, e->ts + (e->n - limit), (size_t)limit * sizeof *e->ts);
+                e->n = limit;
+            }
+            e->cap = limit;
+        }
+        int k = 0;
+        while (k < e->n && e->ts[k] <= now_ms - window)
+            k++;
+        if (add && k == 0 && e->n == e->cap)
+            k = 1;
+        if (k > 0) {
+            memmove(e->ts, e->ts + k, (size_t)(e->n - k) * sizeof *e->ts);
+            e->n -= k;
+        }
+        if (add) {
+            e->ts[e->n++] = now_ms;
+            e->last_ms = now_ms;
+        }
+        n = e->n;
+        if (n > 0)
+            *retry_ms = e->ts[0] + window - now_ms;
+    }
+    pthread_mutex_unlock(&t->mu);
+    return n;
+}

@@ -22,4 +22,10 @@ void sigtrack_free(struct sigtrack *t);
 int sigtrack_event(struct sigtrack *t, int kind, const char *key, uint64_t item,
                    const struct pol_signal *th, int64_t now_ms);
 
+/* A plain sliding-window count for key under its own kind (>= PSIG__COUNT): adds an event
+ * when add is set, and returns the events within the last window_s seconds (at most limit are
+ * kept). *retry_ms gets how long until one of them leaves the window. */
+int sigtrack_window(struct sigtrack *t, int kind, const char *key, int limit, int window_s,
+                    int64_t now_ms, int add, int64_t *retry_ms);
+
 #endif

@@ -628,9 +628,14 @@ static void signal_decision(struct conn *c, enum decision d)
     case DECISION_DENY_NO_CREDENTIAL:
     case DECISION_DENY_CREDENTIAL:
     case DECISION_DENY_EXPIRED:
-    case DECISION_DENY_NOT_YET_VALID:
+    case DECISION_DENY_NOT_YET_VALID: {
+        int64_t retry;
+        sigtrack_window(srv_of(c)->sig, PSIG__COUNT, c->peer_ip,
+                        srv_of(c)->cfg->limits.auth_failures_per_minute, 60, clock_now_ms(), 1,
+                        &retry);
         alert_event(c->w, p, PSIG_AUTH_FAILURES, c->peer_ip, 0, c->request_id);
         break;
+    }
     case DECISION_ALLOW:
         if (dec->subject[0]) { /* the citizen as a salted hash, never the ID */
             uint64_t h = 1469598103934665603ull ^ srv_of(c)->subject_salt;
@@ -771,6 +776,31 @@ static void quota_done(void *arg, const struct quota_result *res)
     refuse_decision(c, 0);
 }
 
+/* D12: an address with too many credential failures in the last minute is refused (429)
+ * before its credentials are looked at, unless it is exempt (the TTHC servers). */
+static int auth_throttled(struct conn *c, int close)
+{
+    const struct server *s = srv_of(c);
+    const struct cfg_limits *lim = &s->cfg->limits;
+    int64_t retry = 0;
+    if (lim->auth_failures_per_minute <= 0)
+        return 0;
+    for (size_t i = 0; i < lim->nauth_throttle_exempt; i++)
+        if (strcmp(lim->auth_throttle_exempt[i], c->peer_ip) == 0)
+            return 0;
+    if (sigtrack_window(s->sig, PSIG__COUNT, c->peer_ip, lim->auth_failures_per_minute, 60,
+                        clock_now_ms(), 0, &retry) < lim->auth_failures_per_minute)
+        return 0;
+    char hdr[48];
+    snprintf(hdr, sizeof hdr, "Retry-After: %lld\r\n",
+             retry > 1000 ? (long long)((retry + 999) / 1000) : 1LL);
+    evtimer_del(c->timer);
+    respond_full(c, 429, "authentication-throttled",
+                 "too many failed authentications from this address; retry later",
+                 close || c->read_eof, hdr, NULL);
+    return 1;
+}
+
 /* The request is complete: decide it (DECIDING), then admit it against quotas. The audit
  * layer (AUDITING) plugs in between admission and forwarding. */
 static void dispatch(struct conn *c)
@@ -785,6 +815,8 @@ static void dispatch(struct conn *c)
     }
     if (c->pol == NULL)
         c->pol = policy_ref(c->w->policy);
+    if (auth_throttled(c, 0))
+        return;
     fill_request(c, &rq);
     policy_decide(c->pol, &rq, &c->gate->dec);
     if (c->gate->dec.decision != DECISION_ALLOW) {
@@ -804,6 +836,8 @@ static int refuse_before_body(struct conn *c)
     c->pol = policy_ref(c->w->policy);
     c->gate = arena_alloc(&c->arena, sizeof *c->gate);
     memset(c->gate, 0, sizeof *c->gate);
+    if (auth_throttled(c, 1)) /* closes: the body is still on the wire */
+        return 1;
     fill_request(c, &rq);
     if (policy_authenticate(c->pol, &rq, &c->gate->dec) == DECISION_ALLOW)
         return 0;

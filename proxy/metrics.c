@@ -19,8 +19,8 @@ const char *const met_kinds[] = {
     "credential-not-yet-valid", "account-disabled", "account-suspended", "unknown-operation",
     "operation-not-granted", "outside-permitted-hours", "purpose-required", "invalid-purpose",
     "invalid-subject", "ambiguous-request", "quota-exceeded", "quota-store-unavailable",
-    /* the audit log's */
-    "audit-unavailable",
+    /* the audit log's, and the throttle of failing addresses (D12) */
+    "audit-unavailable", "authentication-throttled",
     /* the protocol's and the upstream's */
     "bad-request", "unauthorized", "forbidden", "not-found", "method-not-allowed",
     "request-timeout", "body-too-large", "uri-too-long", "expectation-failed",

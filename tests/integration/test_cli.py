@@ -108,6 +108,18 @@ class Cli(unittest.TestCase):
                            'key "workers": expected an integer')
         self.check_invalid('{"listeners": [\n  {"address": "x"},,\n]}', "{f}:2:")
 
+    def test_admin_and_throttle_settings_are_checked(self):
+        self.check_invalid('{"listeners": [{"address": "127.0.0.1:8080"}], "upstream": {"url": "http://a:1"},\n'
+                           ' "limits": {"auth_throttle_exempt": ["10.0.0.1", "not-an-ip"]},\n'
+                           ' "admin": {"address": "nowhere", "tokens": [{"name": "a b", "sha256": "xyz"},\n'
+                           '   {"name": "ops"}], "bogus": 1}}',
+                           'key "limits.auth_throttle_exempt[1]": expected a numeric IPv4 or IPv6 address',
+                           'key "admin.address": expected "host:port"',
+                           'key "admin.tokens[0].name": use 1 to 64 letters',
+                           'key "admin.tokens[0].sha256": expected 64 hex digits',
+                           'key "admin.tokens[1].sha256"',
+                           'key "admin.bogus": unknown key')
+
     def test_missing_file(self):
         r = run("-t", "-c", "/nonexistent/lookupgate.json")
         self.assertEqual(r.returncode, 1)

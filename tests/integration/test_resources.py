@@ -233,6 +233,55 @@ class Backpressure(GatewayTestCase):
         self.assertEqual(get(self.gw.port, CITIZEN).status, 200)
 
 
+class AuthThrottle(StubTestCase):
+    """D12: an address with too many credential failures in a minute is refused with 429 before
+    its credentials are checked (valid ones included), process-wide; exempt addresses (the
+    TTHC servers) never are."""
+
+    BAD = b"GET " + CITIZEN.encode() + b" HTTP/1.1\r\nHost: a\r\nConnection: close\r\nAuthorization: Bearer lg_wrong\r\n\r\n"
+    GOOD = REQ.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n")
+
+    def one(self, port, payload):
+        finals, _, _ = exchange(port, payload, timeout=5)
+        return finals[0]
+
+    def test_d12_failures_throttle_the_address(self):
+        gw = Gateway(self.tmpdir.name, self.stub.port,
+                     {"workers": 2, "limits": {"auth_failures_per_minute": 5}})
+        try:
+            self.assertEqual([self.one(gw.port, self.BAD).status for _ in range(5)], [401] * 5)
+            r = self.one(gw.port, self.BAD)
+            self.assertEqual(r.status, 429)
+            self.assertEqual(r.json()["type"], "urn:lookupgate:problem:authentication-throttled")
+            self.assertTrue(1 <= int(r.header("retry-after")) <= 60)
+            r = self.one(gw.port, self.GOOD)  # refused before its credential is looked at
+            self.assertEqual(r.status, 429)
+            # a body announced with Expect: 100-continue is refused before it is sent, and closed
+            finals, interim, closed = exchange(
+                gw.port, b"POST /x HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer lg_test-core-token\r\n"
+                         b"Content-Length: 5\r\nExpect: 100-continue\r\n\r\n", timeout=5)
+            self.assertEqual((finals[0].status, interim, closed), (429, [], True))
+            self.assertEqual(self.stub.count(), 0)
+            recs = gw.wait_audit(lambda rs: sum(x.get("rule") == "authentication-throttled"
+                                                for x in rs) >= 3)
+            thr = [x for x in recs if x.get("rule") == "authentication-throttled"]
+            self.assertEqual([(x["type"], x["status"]) for x in thr], [("request.refused", 429)] * 3)
+            st, _, body = gw.admin("/metrics")
+            self.assertIn(b'lookupgate_refusals_total{kind="authentication-throttled"} 3', body)
+        finally:
+            gw.stop()
+
+    def test_d12_exempt_addresses_are_never_throttled(self):
+        gw = Gateway(self.tmpdir.name, self.stub.port,
+                     {"limits": {"auth_failures_per_minute": 2,
+                                 "auth_throttle_exempt": ["10.0.0.5", "127.0.0.1"]}})
+        try:
+            self.assertEqual([self.one(gw.port, self.BAD).status for _ in range(5)], [401] * 5)
+            self.assertEqual(self.one(gw.port, self.GOOD).status, 200)
+        finally:
+            gw.stop()
+
+
 class Lifecycle(StubTestCase):
     def test_i1_sigterm_finishes_in_flight_then_exits_0(self):
         gw = Gateway(self.tmpdir.name, self.stub.port, {"workers": 2})
