@@ -4,8 +4,9 @@
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/deps.sh
-# prometheus: promtool checks /metrics; chromium renders the status page in its test.
-lg_install_packages prometheus chromium
+# prometheus: promtool checks /metrics; chromium renders the status page in its test;
+# nftables and faketime: the Redis black hole, loss and clock-skew tests (test_netfaults).
+lg_install_packages prometheus chromium nftables faketime
 
 BUILD_DIR=${BUILD_DIR:-build/asan}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Debug -DLOOKUPGATE_SANITIZE=ON

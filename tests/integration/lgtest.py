@@ -261,7 +261,7 @@ class Gateway:
     """A lookupgate process with a generated config."""
 
     def __init__(self, tmp, upstream_port, overrides=None, preexec_fn=None, wait=True, tls=None,
-                 policy=None):
+                 policy=None, prefix=(), env=None):
         self.port = free_port()
         self.tmp = tmp
         self.config = default_config(self.port, upstream_port)
@@ -286,12 +286,13 @@ class Gateway:
         with open(self.config_path, "w") as f:
             json.dump(self.config, f, indent=2)
         self.errlog = os.path.join(tmp, "lookupgate-%d.err" % self.port)
-        env = dict(os.environ)
-        env.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
-        env.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        penv = dict(os.environ)
+        penv.setdefault("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
+        penv.setdefault("UBSAN_OPTIONS", "print_stacktrace=1")
+        penv.update(env or {})
         self.proc = subprocess.Popen(
-            [os.path.join(BUILD, "lookupgate"), "-c", self.config_path],
-            stdout=subprocess.DEVNULL, stderr=open(self.errlog, "wb"), env=env,
+            list(prefix) + [os.path.join(BUILD, "lookupgate"), "-c", self.config_path],
+            stdout=subprocess.DEVNULL, stderr=open(self.errlog, "wb"), env=penv,
             preexec_fn=preexec_fn)
         if wait:
             wait_port(self.port, self.proc)

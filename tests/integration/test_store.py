@@ -205,6 +205,10 @@ class StoreFaults(unittest.TestCase):
         r.cmd("CONFIG", "SET", "maxmemory-policy", "noeviction")
         r.cmd("CONFIG", "SET", "maxmemory", "1")
         self.assert_denied(lookup(gw.port))
+        # the error reply raises the store-error metric (alerted on by the Prometheus rules)
+        _, _, body = gw.admin("/metrics")
+        errors = [l for l in body.decode().splitlines() if l.startswith("lookupgate_store_errors_total ")]
+        self.assertEqual(errors, ["lookupgate_store_errors_total 1"])
         r.cmd("CONFIG", "SET", "maxmemory", "0")
         self.wait_ok(gw.port)
         n = self.stub.count()
