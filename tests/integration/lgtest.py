@@ -296,6 +296,8 @@ class Gateway:
             preexec_fn=preexec_fn)
         if wait:
             wait_port(self.port, self.proc)
+            if self.config.get("admin", {}).get("address"):
+                wait_port(self.admin_port, self.proc)  # bound by the main thread, after the workers
 
     def write_policy(self, policy):
         """Writes the policy file (a dict, or raw text) the gateway reads at start and reload."""
