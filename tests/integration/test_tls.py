@@ -39,9 +39,13 @@ def make_cert(d, ca, name, cn, ext):
 class TlsFront:
     """Terminates TLS with cert/key and pipes the plaintext bytes to 127.0.0.1:backend."""
 
-    def __init__(self, cert, key, backend):
+    def __init__(self, cert, key, backend, legacy=False):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(cert, key)
+        if legacy:  # an upstream that speaks TLS 1.0/1.1 only
+            self.ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
+            self.ctx.minimum_version = ssl.TLSVersion.TLSv1
+            self.ctx.maximum_version = ssl.TLSVersion.TLSv1_1
         self.backend = backend
         self.sock = socket.socket()
         self.sock.bind(("127.0.0.1", 0))
@@ -250,6 +254,33 @@ class Tls(unittest.TestCase):
             self.assertEqual(get(b.port, CITIZEN.decode()).status, 502)
         finally:
             b.stop()
+
+    def test_h12_upstream_offering_only_old_tls_is_502(self):
+        old = TlsFront(os.path.join(self.d, "server.crt"), os.path.join(self.d, "server.key"),
+                       self.stub.port, legacy=True)
+        b = Gateway(self.d, self.stub.port, {"upstream": {
+            "url": "https://localhost:%d" % old.port, "ca_file": os.path.join(self.d, "ca.crt")}})
+        try:
+            # the old upstream does work, for a client that still speaks TLS 1.1
+            c = self.ctx(minimum_version=ssl.TLSVersion.TLSv1, maximum_version=ssl.TLSVersion.TLSv1_1)
+            c.set_ciphers("DEFAULT:@SECLEVEL=0")
+            with socket.create_connection(("127.0.0.1", old.port), timeout=3) as raw:
+                with c.wrap_socket(raw, server_hostname="localhost") as t:
+                    self.assertEqual(t.version(), "TLSv1.1")
+            n = self.stub.count()
+            self.assertEqual(get(b.port, CITIZEN.decode()).status, 502)
+            self.assertEqual(self.stub.count(), n)
+        finally:
+            b.stop()
+            old.close()
+
+    def test_h4_client_renegotiation_is_refused(self):
+        p = subprocess.run("(sleep 0.5; echo R; sleep 1) | openssl s_client -connect 127.0.0.1:%d "
+                           "-tls1_2 -CAfile %s" % (self.gw.port, os.path.join(self.d, "ca.crt")),
+                           shell=True, capture_output=True, timeout=30)
+        out = (p.stdout + p.stderr).decode(errors="replace")
+        self.assertIn("RENEGOTIATING", out)  # s_client asked ...
+        self.assertIn("no renegotiation", out)  # ... and the gateway refused
 
 
 if __name__ == "__main__":
