@@ -255,8 +255,8 @@ static int int_at(const redisReply *r, size_t i, long long *v)
     return 0;
 }
 
-/* Parses the script's reply into res; -1 if it is not the shape the script returns. */
-static int parse_reply(const redisReply *r, const struct quota_plan *pl, struct quota_result *res)
+int quota_parse_reply(const struct redisReply *r, const struct quota_plan *pl,
+                      struct quota_result *res)
 {
     long long st, now, v;
     memset(res, 0, sizeof *res);
@@ -393,7 +393,7 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
         if (strncmp(reply->str, "READONLY", 8) == 0 || strncmp(reply->str, "NOAUTH", 6) == 0 ||
             strncmp(reply->str, "WRONGPASS", 9) == 0)
             schedule_reset(s, reply->str);
-    } else if (parse_reply(reply, &op->plan, &res) != 0) {
+    } else if (quota_parse_reply(reply, &op->plan, &res) != 0) {
         stat_add(&s->stats.errors, 1);
         op_fail(op, "unexpected reply from the quota store");
     } else {

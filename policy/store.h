@@ -62,6 +62,12 @@ struct quota_op *quota_store_set(struct quota_store *s, const char *key, const c
 /* The caller no longer wants the answer (its request is gone): cb will not be called. */
 void quota_op_cancel(struct quota_op *op);
 
+/* Parses the quota script's reply to pl into res; -1 if it is not the shape the script
+ * returns (then res says nothing). Exposed for the fuzzer of Redis replies. */
+struct redisReply;
+int quota_parse_reply(const struct redisReply *r, const struct quota_plan *pl,
+                      struct quota_result *res);
+
 /* 1 when Redis is connected and confirmed primary (or the backend is memory). */
 int quota_store_ready(const struct quota_store *s);
 const struct quota_store_stats *quota_store_stats(const struct quota_store *s);
