@@ -418,10 +418,17 @@ static void close_segment(struct audit *a, const char *sealed)
     fchmod(a->fd, 0440);
     close(a->fd);
     a->fd = -1;
+    uint8_t sha[32];
+    sha256_end(&a->seg_hash, sha);
+    if (a->seg_bytes == 0) {
+        /* Not even its header became durable (it failed at once): it is no part of the chain.
+         * The next segment moves it aside and names the one before it as its predecessor. */
+        return;
+    }
     a->prev.have = 1;
     snprintf(a->prev.name, sizeof a->prev.name, "%s", a->seg);
     a->prev.bytes = a->seg_bytes;
-    sha256_end(&a->seg_hash, a->prev.sha);
+    memcpy(a->prev.sha, sha, sizeof sha);
     a->prev.have_cp = a->have_cp;
     a->prev.cp = a->cp;
     snprintf(a->prev.sealed, sizeof a->prev.sealed, "%s", sealed ? sealed : "");

@@ -7,8 +7,10 @@ cd "$(dirname "$0")/.."
 . deploy/deps.sh
 # prometheus: promtool checks /metrics; chromium renders the status page in its test;
 # nftables and faketime: the Redis black hole, loss and clock-skew tests (test_netfaults);
-# clang and libclang-rt-14-dev: the libFuzzer fuzzers.
-lg_install_packages prometheus chromium nftables faketime clang libclang-rt-14-dev
+# clang and libclang-rt-14-dev: the libFuzzer fuzzers; stress-ng: memory pressure (D15);
+# fiu-utils: I/O errors injected into the audit writer (G3).
+lg_install_packages prometheus chromium nftables faketime clang libclang-rt-14-dev stress-ng \
+    fiu-utils
 
 BUILD_DIR=${BUILD_DIR:-build/asan}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Debug -DLOOKUPGATE_SANITIZE=ON

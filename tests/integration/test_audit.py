@@ -18,6 +18,7 @@ import threading
 import time
 import unittest
 
+import lgtest
 from lgtest import (Gateway, Stub, audit_tool, credential, exchange, free_port, get,
                     read_audit)
 
@@ -503,6 +504,71 @@ class Crash(AuditBase):
 
 
 @unittest.skipUnless(os.geteuid() == 0 and shutil.which("mount"), "needs root to mount a tmpfs")
+def fiu_env():
+    """The environment that preloads libfiu's POSIX failure points (fiu-ctrl turns them on in
+    the running process). With an ASan build, libasan must be loaded first."""
+    pre = ["/usr/lib/fiu/fiu_run_preload.so", "/usr/lib/fiu/fiu_posix_preload.so"]
+    if not all(os.path.exists(p) for p in pre) or not shutil.which("fiu-ctrl"):
+        return None
+    ldd = subprocess.run(["ldd", os.path.join(lgtest.BUILD, "lookupgate")], capture_output=True).stdout.decode()
+    asan = [l.split("=>")[1].split()[0] for l in ldd.splitlines() if "libasan" in l and "=>" in l]
+    fifo = os.path.join(tempfile.gettempdir(), "fiu-ctrl")
+    return {"LD_PRELOAD": " ".join(asan + pre), "FIU_CTRL_FIFO": fifo, "FIU_ENABLE": ""}
+
+
+class IoErrors(AuditBase):
+    """G3: I/O errors injected into the running gateway with libfiu: fdatasync fails with EIO
+    (twice, with a recovery between). Lookups are refused with 503 and nothing goes upstream;
+    the failing segment is sealed at its durable end; the writer recovers on a new segment when
+    the errors stop; the whole log still verifies, with no torn or interleaved record. (libfiu
+    cannot fail write() for one file only: it would fail the process's eventfd and pipe writes
+    too, which never fail with EIO; a failing write() is G2's full file system.)"""
+
+    def fiu(self, g, command):
+        r = subprocess.run(["fiu-ctrl", "-c", command, str(g.proc.pid)], capture_output=True,
+                           env=dict(os.environ, TMPDIR=tempfile.gettempdir()))
+        self.assertEqual(r.returncode, 0, r.stderr.decode())
+
+    def test_g3_eio_on_fdatasync(self):
+        env = fiu_env()
+        if env is None:
+            if os.environ.get("CI"):
+                self.fail("fiu-utils is required in CI (./deploy/test.sh installs it)")
+            self.skipTest("fiu-utils missing")
+        g = self.gateway(env=env)
+        self.assertEqual(lookup(g.port, "a.bulk", CITIZENS[0]).status, 200)
+        for point in ["posix/io/sync/fdatasync", "posix/io/sync/fdatasync"]:
+            before = self.stub.count()
+            self.fiu(g, "enable name=%s,failinfo=5" % point)  # EIO
+            time.sleep(0.1)
+            for i in range(3):
+                r = lookup(g.port, "a.bulk", CITIZENS[1])
+                self.assertEqual(r.status, 503, point)
+                self.assertEqual(r.json()["type"], "urn:lookupgate:problem:audit-unavailable")
+                time.sleep(0.25)  # the writer retries a new segment every 200 ms
+            self.assertEqual(self.stub.count(), before)  # nothing unaudited went upstream
+            st, _, body = g.admin("/readyz")
+            self.assertEqual(st, 503)
+            self.assertIn("Input/output error", json.loads(body)["checks"]["audit"]["error"])
+            self.fiu(g, "disable name=%s" % point)
+            deadline = time.time() + 5
+            while time.time() < deadline:
+                r = lookup(g.port, "a.bulk", CITIZENS[2])
+                if r.status == 200:
+                    break
+                time.sleep(0.1)
+            self.assertEqual(r.status, 200, point)
+        g.stop(expect_code=0, verify=False)
+        rc, out = g.verify()
+        self.assertEqual(rc, 0, out)
+        self.assertIn("sealed early", out)
+        recs = read_audit(g.audit_dir)
+        self.assertEqual([r["seq"] for r in recs], list(range(len(recs))))  # gapless, whole lines
+        outages = [r for r in recs if r["type"] == "audit.outage"]
+        self.assertEqual(len(outages), 2)
+        self.assertTrue(all("Input/output error" in r["reason"] for r in outages))
+
+
 class DiskFailure(AuditBase):
     def setUp(self):
         super().setUp()

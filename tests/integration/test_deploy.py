@@ -45,6 +45,7 @@ class Unit(unittest.TestCase):
         self.assertEqual(s["ProtectSystem"], ["strict"])
         self.assertEqual(s["ReadWritePaths"], ["/var/lib/lookupgate/audit"])  # and nothing else
         self.assertEqual(s["CapabilityBoundingSet"], [""])
+        self.assertEqual(s["OOMScoreAdjust"], ["-900"])
         self.assertEqual(s["ExecReload"], ["/bin/kill -HUP $MAINPID"])
         self.assertIn("-t -c /etc/lookupgate/lookupgate.json", s["ExecStartPre"][0])
 

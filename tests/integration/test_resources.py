@@ -5,8 +5,10 @@ EMFILE, backpressure, workers, graceful shutdown (SIGTERM) and log reopening (SI
 import os
 import resource
 import select
+import shutil
 import signal
 import socket
+import subprocess
 import tempfile
 import threading
 import time
@@ -280,6 +282,89 @@ class AuthThrottle(StubTestCase):
             self.assertEqual(self.one(gw.port, self.GOOD).status, 200)
         finally:
             gw.stop()
+
+
+def memory_cgroup(name):
+    """A child memory cgroup (v1) of this process's own, or None when this machine does not
+    allow one (not root, no memory controller, cgroup v2 only)."""
+    if os.geteuid() != 0:
+        return None
+    try:
+        with open("/proc/self/cgroup") as f:
+            lines = [l.strip().split(":", 2) for l in f]
+    except OSError:
+        return None
+    for _, ctrl, path in lines:
+        if "memory" in ctrl.split(","):
+            d = os.path.join("/sys/fs/cgroup/memory" + path, name)
+            try:
+                os.mkdir(d)
+            except OSError:
+                return None
+            return d
+    return None
+
+
+class MemoryPressure(StubTestCase):
+    """D15: memory pressure (stress-ng --vm) in the gateway's own memory cgroup. The kernel must
+    take memory from someone: the hog, not the gateway (it runs with a low oom_score_adj, as the
+    systemd unit sets). Requests meanwhile succeed or fail cleanly, the gateway survives and its
+    state is intact. (On an allocation failure of its own lookupgate aborts by design: see
+    SECURITY.md.)"""
+
+    def test_d15_memory_pressure_gateway_survives_and_answers(self):
+        if not shutil.which("stress-ng"):
+            if os.environ.get("CI"):
+                self.fail("stress-ng is required in CI (./deploy/test.sh installs it)")
+            self.skipTest("stress-ng missing")
+        cg = memory_cgroup("lg-d15-%d" % os.getpid())
+        if cg is None:
+            self.skipTest("no memory cgroup can be made here (needs root and cgroup v1 memory)")
+        gw = hog = None
+        try:
+            gw = Gateway(self.tmpdir.name, self.stub.port, {"workers": 1},
+                         env={"ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:quarantine_size_mb=8"})
+            for _ in range(20):
+                self.assertEqual(get(gw.port, CITIZEN).status, 200)
+            limit = rss_kib(gw.proc.pid) * 1024 + 192 * 1024 * 1024
+            with open(os.path.join(cg, "memory.limit_in_bytes"), "w") as f:
+                f.write(str(limit))
+            with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+                f.write(str(gw.proc.pid))
+            with open("/proc/%d/oom_score_adj" % gw.proc.pid, "w") as f:
+                f.write("-900")
+            hog = subprocess.Popen(
+                ["sh", "-c", "echo $$ > %s/cgroup.procs && exec stress-ng --vm 2 --vm-bytes 256M "
+                             "--vm-keep --timeout 12s --quiet" % cg],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            statuses = []
+            deadline = time.time() + 10
+            while time.time() < deadline:
+                r = get(gw.port, CITIZEN)
+                statuses.append(r.status)
+                if r.status != 200:  # a clean refusal, never a broken answer
+                    self.assertIn(r.status, (500, 502, 503, 504))
+                    self.assertEqual(r.header("content-type"), "application/problem+json")
+                time.sleep(0.05)
+            hog.wait(30)
+            with open(os.path.join(cg, "memory.failcnt")) as f:
+                failcnt = int(f.read())
+            self.assertGreater(failcnt, 0)  # the pressure was real
+            self.assertIsNone(gw.proc.poll())  # the gateway survived it
+            self.assertGreater(statuses.count(200), len(statuses) // 2)
+            self.assertEqual(get(gw.port, CITIZEN).status, 200)  # and serves on
+        finally:
+            if hog and hog.poll() is None:
+                hog.kill()
+                hog.wait()
+            if gw:
+                gw.stop()  # exit 0, no sanitizer report, and the audit log verifies
+            for _ in range(50):
+                try:
+                    os.rmdir(cg)
+                    break
+                except OSError:
+                    time.sleep(0.1)
 
 
 class Lifecycle(StubTestCase):
