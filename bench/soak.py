@@ -14,6 +14,7 @@ Exit status 0 when every check holds. Uses the real binaries and a real redis-se
 loopback ports (the harness of tests/integration)."""
 
 import argparse
+import faulthandler
 import json
 import os
 import random
@@ -201,6 +202,8 @@ def main():
     ap.add_argument("--keep", action="store_true", help="keep the logs and audit of a failed run")
     args = ap.parse_args()
     lgtest.BUILD = os.path.abspath(args.build)
+    # If the run outlives its plan, show where every thread is (then the harness times out).
+    faulthandler.dump_traceback_later(args.duration + 150, exit=False)
     report = []
 
     def say(line):
@@ -229,6 +232,7 @@ def main():
     threads += [threading.Thread(target=refusal_client, args=(gw.port, stop, c)),
                 threading.Thread(target=slow_client, args=(gw.port, stop, c))]
     for t in threads:
+        t.daemon = True
         t.start()
     failures = []
     samples = []
@@ -268,8 +272,13 @@ def main():
             say("%6.0f %9d %6d %9.1f %9d %s" % (s + (happened,)))
     finally:
         stop.set()
+        deadline = time.monotonic() + 30
         for t in threads:
-            t.join(30)
+            t.join(max(0.1, deadline - time.monotonic()))
+    stuck = [t for t in threads if t.is_alive()]
+    if stuck:  # a client still waiting for an answer: show where, and fail
+        faulthandler.dump_traceback(all_threads=True)
+        failures.append("%d client thread(s) still waiting 30 s after the end" % len(stuck))
     time.sleep(0.5)
     try:
         gw.stop(verify=False)
