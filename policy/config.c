@@ -406,7 +406,8 @@ static void load_admin_tokens(struct cfg_ctx *c, json_t *arr, struct cfg_admin *
             int hi = hex_digit_value((unsigned char)t->sha256[2 * k]);
             int lo = hex_digit_value((unsigned char)t->sha256[2 * k + 1]);
             ok = hi >= 0 && lo >= 0;
-            t->digest[k] = (unsigned char)(hi << 4 | lo);
+            if (ok) /* never shift a -1 (found by fuzz_config under UBSan) */
+                t->digest[k] = (unsigned char)(hi << 4 | lo);
         }
         if (t->sha256 && !ok) {
             snprintf(path, sizeof path, "admin.tokens[%zu].sha256", i);

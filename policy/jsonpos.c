@@ -127,9 +127,13 @@ static int walk(struct scan *sc, char *path, size_t plen, int depth)
         return walk_array(sc, path, plen, depth);
     if (c == '"')
         return skip_string(sc, NULL, 0);
-    while (sc->i < sc->len && strchr(",]} \t\r\n", sc->s[sc->i]) == NULL)
+    /* A scalar runs to the next delimiter (a NUL byte is part of it, not an end). A value
+     * that consumes nothing is a syntax error: without this, a stray byte (a '}' in an array,
+     * a NUL) kept the callers' loops on the same spot for ever (found by fuzz_config). */
+    size_t start = sc->i;
+    while (sc->i < sc->len && (sc->s[sc->i] == '\0' || strchr(",]} \t\r\n", sc->s[sc->i]) == NULL))
         sc->i++;
-    return 0;
+    return sc->i > start ? 0 : -1;
 }
 
 int jsonpos_find(const char *text, size_t len, const char *path, int *line, int *col)
