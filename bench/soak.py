@@ -28,7 +28,7 @@ HERE = os.path.dirname(os.path.abspath(__file__))
 sys.path.insert(0, os.path.join(HERE, "..", "tests", "integration"))
 
 import lgtest  # noqa: E402
-from lgtest import Gateway, Redis, Stub, credential, parse_responses  # noqa: E402
+from lgtest import Gateway, Redis, Stub, credential, parse_responses, rss_kib  # noqa: E402
 
 CIT = "079%09d"
 
@@ -67,12 +67,6 @@ def count_types(audit_dir):
     return types
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 def fds(pid):

@@ -10,12 +10,11 @@ import json
 import os
 import socket
 import subprocess
-import tempfile
 import time
 import unittest
 import zoneinfo
 
-from lgtest import (ADMIN_NAME, Gateway, Redis, Stub, credential, exchange, read_responses)
+from lgtest import (ADMIN_NAME, Gateway, RedisCase, Stub, credential, exchange, read_responses)
 
 CITIZEN = "/api/v1/citizens/079123456789"
 DAY = 86400
@@ -50,22 +49,8 @@ def lookup(port, account):
     return finals[0] if finals else None
 
 
-class AdminCase(unittest.TestCase):
-    def setUp(self):
-        self.tmpdir = tempfile.TemporaryDirectory(prefix="lg-admin-")
-        self.tmp = self.tmpdir.name
-        self.redis = Redis(self.tmp)
-        self.stub = Stub(self.tmp)
-        self.gws = []
-
-    def tearDown(self):
-        try:
-            for g in self.gws:
-                g.stop()
-        finally:
-            self.stub.stop()
-            self.redis.stop()
-            self.tmpdir.cleanup()
+class AdminCase(RedisCase):
+    PREFIX = "lg-admin-"
 
     def gateway(self, pol=None, **over):
         cfg = {"store": {"backend": "redis", "address": "127.0.0.1:%d" % self.redis.port,

@@ -21,12 +21,11 @@ import os
 import shutil
 import socket
 import subprocess
-import tempfile
 import threading
 import time
 import unittest
 
-from lgtest import Gateway, Redis, Stub, credential, exchange
+from lgtest import Gateway, RedisCase, credential, exchange, rss_kib
 
 CLONE_NEWNET = 0x40000000
 LIBFAKETIME = next(iter(glob.glob("/usr/lib/*/faketime/libfaketime.so.1")), "libfaketime.so.1")
@@ -77,12 +76,6 @@ def lookup(port, timeout=10):
     return (finals[0] if finals else None), time.monotonic() - t0
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class DelayRelay:
@@ -154,24 +147,16 @@ class DelayRelay:
         self.ls.close()
 
 
-class NetFaults(unittest.TestCase):
+class NetFaults(RedisCase):
+    PREFIX = "lg-net-"
+
     def setUp(self):
-        self.tmpdir = tempfile.TemporaryDirectory(prefix="lg-net-")
-        self.tmp = self.tmpdir.name
-        self.redis = Redis(self.tmp)
-        self.stub = Stub(self.tmp)
-        self.gws = []
+        super().setUp()
         nft()
 
     def tearDown(self):
         nft()
-        try:
-            for g in self.gws:
-                g.stop()
-        finally:
-            self.stub.stop()
-            self.redis.stop()
-            self.tmpdir.cleanup()
+        super().tearDown()
 
     def gateway(self, store, pol=None, **kw):
         base = {"backend": "redis", "address": "127.0.0.1:%d" % self.redis.port,

@@ -14,7 +14,8 @@ import threading
 import time
 import unittest
 
-from lgtest import Gateway, GatewayTestCase, Stub, StubTestCase, exchange, get, read_responses
+from lgtest import (Gateway, GatewayTestCase, Stub, StubTestCase, exchange, get, read_responses,
+                    rss_kib)
 
 CITIZEN = "/api/v1/citizens/079123456789"
 REQ = b"GET " + CITIZEN.encode() + b" HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer lg_test-core-token\r\n\r\n"
@@ -26,12 +27,6 @@ def cpu_seconds(pid):
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
 
 
-def rss_kib(pid):
-    with open("/proc/%d/status" % pid) as f:
-        for line in f:
-            if line.startswith("VmRSS:"):
-                return int(line.split()[1])
-    return 0
 
 
 class Timeouts(GatewayTestCase):
