@@ -13,12 +13,28 @@
 #include "audit/verify.h"
 #include "tests/fuzz/fuzz.h"
 
-static char dir[256];
+static char dir[256], keys[300];
 static EVP_PKEY *pub;
+
+/* Leaves nothing behind in /dev/shm. */
+static void cleanup(void)
+{
+    static const char *const files[] = {"signing.key", "signing.pub", "cid.key"};
+    char path[400];
+    for (size_t i = 0; i < sizeof files / sizeof files[0]; i++) {
+        snprintf(path, sizeof path, "%s/%s", keys, files[i]);
+        unlink(path);
+    }
+    rmdir(keys);
+    snprintf(path, sizeof path, "%s/fz-20260101-000000000000.jsonl", dir);
+    unlink(path);
+    rmdir(dir);
+    EVP_PKEY_free(pub);
+}
 
 static void setup(void)
 {
-    char keys[300], err[600], path[400];
+    char err[600], path[400];
     const char *base = access("/dev/shm", W_OK) == 0 ? "/dev/shm" : "/tmp";
     snprintf(dir, sizeof dir, "%s/lg-fuzz-audit-%d", base, (int)getpid());
     snprintf(keys, sizeof keys, "%s/lg-fuzz-keys-%d", base, (int)getpid());
@@ -30,6 +46,7 @@ static void setup(void)
     snprintf(path, sizeof path, "%s/signing.pub", keys);
     pub = audit_load_public_key(path, err, sizeof err);
     FUZZ_CHECK(pub != NULL);
+    atexit(cleanup);
 }
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
