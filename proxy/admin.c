@@ -548,12 +548,20 @@ static void ac_timer_cb(evutil_socket_t fd, short what, void *arg)
         ac_free(c);
 }
 
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    struct admin *ad = arg;
+    (void)l;
+    accept_pause_error(&ad->pause);
+}
+
 static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct sockaddr *sa,
                       int salen, void *arg)
 {
     struct admin *ad = arg;
     (void)l;
     (void)salen;
+    ad->pause.backoff_ms = 0;
     if (ad->nconns >= ADMIN_MAX_CONNS) {
         log_warn("admin: %d connections open; refusing one", ad->nconns);
         evutil_closesocket(fd);
@@ -651,6 +659,9 @@ struct admin *admin_new(struct server *s, struct event_base *base, char *err, si
         admin_free(ad);
         return NULL;
     }
+    ad->nlisteners = 1;
+    accept_pause_init(&ad->pause, base, &ad->listener, &ad->nlisteners, "admin");
+    evconnlistener_set_error_cb(ad->listener, on_accept_error);
     if (cfg->ntokens == 0)
         log_warn("admin: no admin tokens configured: only /healthz answers");
     log_info("admin listener on %s%s", cfg->address, cfg->tls_enabled ? " (TLS)" : "");
@@ -663,6 +674,7 @@ void admin_free(struct admin *ad)
         return;
     if (ad->listener)
         evconnlistener_free(ad->listener);
+    accept_pause_free(&ad->pause);
     while (!LIST_EMPTY(&ad->conns))
         ac_free(LIST_FIRST(&ad->conns));
     quota_store_free(ad->store);

@@ -13,6 +13,7 @@
 #include "policy/quota.h"
 #include "proxy/http_head.h"
 #include "proxy/http_req.h"
+#include "proxy/worker.h"
 
 struct server;
 struct event_base;
@@ -45,6 +46,8 @@ struct admin {
     struct server *s;
     struct event_base *base;
     struct evconnlistener *listener;
+    int nlisteners;                 /* 1 while listener is open */
+    struct accept_pause pause;      /* accept back-off on EMFILE */
     SSL_CTX *tls;
     struct quota_store *store;      /* the admin's own connection to the quota store */
     struct audit_sink *sink;        /* durability reports on the main thread */

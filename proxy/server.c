@@ -230,6 +230,9 @@ int server_run(struct lg_config *cfg)
     const struct cfg_limits *lim = &cfg->limits;
     unsigned char rnd[8];
     int rc = 1;
+    struct event_base *base = NULL;
+    struct event *sigev[3] = {NULL, NULL, NULL};
+    struct signal_ctx sc = {.srv = &s};
     random_bytes(rnd, sizeof rnd);
     for (int i = 0; i < 8; i++)
         snprintf(s.instance + 2 * i, 3, "%02x", rnd[i]);
@@ -261,6 +264,17 @@ int server_run(struct lg_config *cfg)
         goto out;
     s.sinks = xcalloc((size_t)cfg->workers, sizeof *s.sinks);
 
+    /* The signal handlers go in before any listener opens: once a port accepts, a SIGHUP or
+     * SIGTERM must reach on_hup/on_term (queued until the loop runs), never the default action
+     * that would kill the process. */
+    base = event_base_new();
+    sc.base = base;
+    static const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
+    for (int i = 0; i < 3; i++) {
+        sigev[i] = evsignal_new(base, sigs[i], sigs[i] == SIGHUP ? on_hup : on_term, &sc);
+        event_add(sigev[i], NULL);
+    }
+
     /* Workers inherit a blocked signal mask, so signals reach the main thread's loop only. */
     sigset_t all, old;
     sigfillset(&all);
@@ -280,24 +294,14 @@ int server_run(struct lg_config *cfg)
         worker_start(s.workers[i]);
     pthread_sigmask(SIG_SETMASK, &old, NULL);
 
-    struct event_base *base = event_base_new();
     char aerr[600];
     s.admin = admin_new(&s, base, aerr, sizeof aerr);
     if (s.admin == NULL) {
         log_error("%s", aerr);
         for (int i = 0; i < s.nworkers; i++)
             worker_stop(s.workers[i]);
-        free_server(&s, "startup failed");
-        event_base_free(base);
-        return 1;
+        goto out;
     }
-    struct signal_ctx sc = {.srv = &s, .base = base};
-    struct event *ev_term = evsignal_new(base, SIGTERM, on_term, &sc);
-    struct event *ev_int = evsignal_new(base, SIGINT, on_term, &sc);
-    struct event *ev_hup = evsignal_new(base, SIGHUP, on_hup, &sc);
-    event_add(ev_term, NULL);
-    event_add(ev_int, NULL);
-    event_add(ev_hup, NULL);
     for (size_t i = 0; i < cfg->nlisteners; i++)
         log_info("listening on %s%s", cfg->listeners[i].address,
                  cfg->listeners[i].tls_enabled ? " (TLS)" : "");
@@ -307,14 +311,15 @@ int server_run(struct lg_config *cfg)
              cfg->store.memory ? "memory" : cfg->store.address, cfg->time_zone);
     log_info("audit log %s, instance %s", cfg->audit.dir, cfg->instance);
     event_base_dispatch(base);
-    event_free(ev_term);
-    event_free(ev_int);
-    event_free(ev_hup);
-    admin_free(s.admin); /* its events live on base */
-    s.admin = NULL;
-    event_base_free(base);
     rc = 0;
 out:
+    for (int i = 0; i < 3; i++)
+        if (sigev[i])
+            event_free(sigev[i]);
+    admin_free(s.admin); /* its events live on base */
+    s.admin = NULL;
+    if (base)
+        event_base_free(base);
     free_server(&s, rc == 0 ? "signal" : "startup failed");
     if (rc == 0)
         log_info("stopped");

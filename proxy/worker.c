@@ -49,7 +49,7 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
     int li = 0;
     while (li < w->nlisteners && w->listeners[li] != l)
         li++;
-    w->accept_backoff_ms = 0;
+    w->pause.backoff_ms = 0;
     if (w->draining) {
         evutil_closesocket(fd);
         return;
@@ -73,35 +73,46 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
 
 static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
 {
-    struct worker *w = arg;
+    struct accept_pause *p = arg;
     (void)fd;
     (void)what;
-    if (w->draining)
-        return;
-    for (int i = 0; i < w->nlisteners; i++)
-        evconnlistener_enable(w->listeners[i]);
+    for (int i = 0; i < *p->nlisteners; i++)
+        evconnlistener_enable(p->listeners[i]);
 }
 
-/* accept() failed: on descriptor or memory exhaustion, pause accepting with back-off instead of
- * spinning on a listener that stays readable. */
-static void on_accept_error(struct evconnlistener *l, void *arg)
+void accept_pause_init(struct accept_pause *p, struct event_base *base,
+                       struct evconnlistener **listeners, int *nlisteners, const char *who)
 {
-    struct worker *w = arg;
+    p->listeners = listeners;
+    p->nlisteners = nlisteners;
+    p->retry = evtimer_new(base, accept_retry_cb, p);
+    p->backoff_ms = 0;
+    p->who = who;
+}
+
+void accept_pause_error(struct accept_pause *p)
+{
     int err = EVUTIL_SOCKET_ERROR();
-    (void)l;
     if (err != EMFILE && err != ENFILE && err != ENOBUFS && err != ENOMEM) {
-        log_warn("accept: %s", evutil_socket_error_to_string(err));
+        log_warn("%s: accept: %s", p->who, evutil_socket_error_to_string(err));
         return;
     }
-    w->accept_backoff_ms = w->accept_backoff_ms ? w->accept_backoff_ms * 2 : ACCEPT_BACKOFF_MIN_MS;
-    if (w->accept_backoff_ms > ACCEPT_BACKOFF_MAX_MS)
-        w->accept_backoff_ms = ACCEPT_BACKOFF_MAX_MS;
-    log_warn("accept: %s; pausing accepts for %d ms", evutil_socket_error_to_string(err),
-             w->accept_backoff_ms);
-    for (int i = 0; i < w->nlisteners; i++)
-        evconnlistener_disable(w->listeners[i]);
-    struct timeval tv = {0, w->accept_backoff_ms * 1000};
-    evtimer_add(w->accept_retry, &tv);
+    p->backoff_ms = p->backoff_ms ? p->backoff_ms * 2 : ACCEPT_BACKOFF_MIN_MS;
+    if (p->backoff_ms > ACCEPT_BACKOFF_MAX_MS)
+        p->backoff_ms = ACCEPT_BACKOFF_MAX_MS;
+    log_warn("%s: accept: %s; pausing accepts for %d ms", p->who,
+             evutil_socket_error_to_string(err), p->backoff_ms);
+    for (int i = 0; i < *p->nlisteners; i++)
+        evconnlistener_disable(p->listeners[i]);
+    struct timeval tv = {p->backoff_ms / 1000, (p->backoff_ms % 1000) * 1000};
+    evtimer_add(p->retry, &tv);
+}
+
+void accept_pause_free(struct accept_pause *p)
+{
+    if (p->retry)
+        event_free(p->retry);
+    p->retry = NULL;
 }
 
 static void drain_deadline_cb(evutil_socket_t fd, short what, void *arg)
@@ -213,6 +224,13 @@ struct evconnlistener *listener_bind(struct event_base *base, const char *addres
     return l;
 }
 
+static void on_accept_error(struct evconnlistener *l, void *arg)
+{
+    struct worker *w = arg;
+    (void)l;
+    accept_pause_error(&w->pause);
+}
+
 static struct evconnlistener *bind_listener(struct worker *w, const char *address, char *err,
                                             size_t errlen)
 {
@@ -236,7 +254,8 @@ struct worker *worker_new(struct server *srv, int idx, char *err, size_t errlen)
     }
     w->ctl_ev = event_new(w->base, w->ctl[0], EV_READ | EV_PERSIST, ctl_cb, w);
     event_add(w->ctl_ev, NULL);
-    w->accept_retry = evtimer_new(w->base, accept_retry_cb, w);
+    snprintf(w->name, sizeof w->name, "worker %d", idx);
+    accept_pause_init(&w->pause, w->base, w->listeners, &w->nlisteners, w->name);
     w->drain_timer = evtimer_new(w->base, drain_deadline_cb, w);
     w->sample_timer = event_new(w->base, -1, EV_PERSIST, sample_cb, w);
     struct timeval one = {1, 0};
@@ -307,8 +326,7 @@ void worker_join_and_free(struct worker *w)
     policy_unref(w->policy);
     if (w->ctl_ev)
         event_free(w->ctl_ev);
-    if (w->accept_retry)
-        event_free(w->accept_retry);
+    accept_pause_free(&w->pause);
     if (w->drain_timer)
         event_free(w->drain_timer);
     if (w->sample_timer)

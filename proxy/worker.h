@@ -24,6 +24,23 @@ struct audit_sink;
 
 TAILQ_HEAD(conn_list, conn);
 
+/* Accepting under descriptor or memory exhaustion (EMFILE, ENFILE, ENOBUFS, ENOMEM): the pending
+ * connection stays queued, so a listener left enabled stays readable and its loop spins. The
+ * listeners are disabled and re-enabled after a doubling back-off (10 ms .. 1 s). Every
+ * evconnlistener's error callback calls accept_pause_error (libevent's default only logs). */
+struct accept_pause {
+    struct evconnlistener **listeners;      /* the listeners paused together */
+    int *nlisteners;                        /* their count (0 once closed for a drain) */
+    struct event *retry;                    /* re-enables them */
+    int backoff_ms;                         /* current back-off; 0 after a good accept */
+    const char *who;                        /* for the log: "worker 1", "admin" */
+};
+void accept_pause_init(struct accept_pause *p, struct event_base *base,
+                       struct evconnlistener **listeners, int *nlisteners, const char *who);
+/* Called from a listener's error callback (accept() failed; errno says why). */
+void accept_pause_error(struct accept_pause *p);
+void accept_pause_free(struct accept_pause *p);
+
 struct worker {
     struct server *srv;
     int idx;                                /* 0-based, in request ids and logs */
@@ -31,8 +48,8 @@ struct worker {
     struct event_base *base;
     struct evconnlistener *listeners[16];   /* one per configured listener */
     int nlisteners;
-    struct event *accept_retry;             /* re-enables accepting after EMFILE */
-    int accept_backoff_ms;                  /* current back-off */
+    struct accept_pause pause;              /* accept back-off on EMFILE */
+    char name[16];                          /* "worker N", for logs */
     struct upstream_pool *pool;
     struct conn_list conns;                 /* open client connections */
     int nconns;

@@ -15,6 +15,7 @@ import time
 import unittest
 
 from lgtest import (Gateway, GatewayTestCase, Stub, StubTestCase, exchange, get, read_responses,
+                    wait_port,
                     rss_kib)
 
 CITIZEN = "/api/v1/citizens/079123456789"
@@ -187,15 +188,22 @@ class Caps(StubTestCase):
 
         gw = Gateway(self.tmpdir.name, self.stub.port, preexec_fn=limit)
         try:
-            socks = []
-            for _ in range(100):
+            def pending(port):  # a connection the gateway has yet to accept
                 s = socket.socket()
                 s.setblocking(False)
                 try:
-                    s.connect(("127.0.0.1", gw.port))
+                    s.connect(("127.0.0.1", port))
                 except BlockingIOError:
                     pass
-                socks.append(s)
+                return s
+
+            socks = [pending(gw.port) for _ in range(100)]
+            # an admin connection waiting while descriptors are exhausted: the main loop's
+            # listener must back off too (it once spun, which made this test fail at random)
+            deadline = time.time() + 5
+            while b"pausing accepts for 40 ms" not in gw.log_text() and time.time() < deadline:
+                time.sleep(0.01)
+            socks.append(pending(gw.admin_port))
             time.sleep(0.5)
             c0, t0 = cpu_seconds(gw.proc.pid), thread_cpu(gw.proc.pid)
             time.sleep(2.0)
@@ -207,7 +215,10 @@ class Caps(StubTestCase):
                 s.close()
             time.sleep(1.5)
             self.assertEqual(get(gw.port, CITIZEN).status, 200)
-            self.assertIn(b"pausing accepts", gw.log_text())
+            self.assertEqual(gw.admin("/healthz")[0], 200)
+            log = gw.log_text()
+            self.assertRegex(log, rb"worker \d: accept: Too many open files; pausing accepts")
+            self.assertIn(b"admin: accept: Too many open files; pausing accepts", log)
         finally:
             gw.stop()
 
@@ -425,6 +436,33 @@ class Lifecycle(StubTestCase):
                 self.assertIn("upstream", f.read())
         finally:
             gw.stop()
+
+    def test_signals_are_handled_as_soon_as_a_port_accepts(self):
+        """A SIGHUP or SIGTERM sent the moment the first port accepts is handled (reload, drain),
+        never the default action that kills the process (it once raced the workers' listeners)."""
+        for sig, code in ((signal.SIGHUP, None), (signal.SIGTERM, 0)):
+            gw = Gateway(self.tmpdir.name, self.stub.port, {"workers": 2}, wait=False)
+            try:
+                deadline = time.time() + 10
+                while time.time() < deadline:  # no sleep: the signal follows the first accept
+                    try:
+                        socket.create_connection(("127.0.0.1", gw.port), timeout=0.2).close()
+                        break
+                    except OSError:
+                        pass
+                gw.proc.send_signal(sig)
+                if code is None:
+                    wait_port(gw.admin_port, gw.proc)
+                    deadline = time.time() + 5
+                    while b"policy reload" not in gw.log_text() and time.time() < deadline:
+                        time.sleep(0.02)
+                    self.assertIn(b"policy reload ok:", gw.log_text())
+                    self.assertIsNone(gw.proc.poll())
+                    self.assertEqual(get(gw.port, CITIZEN).status, 200)
+                else:
+                    self.assertEqual(gw.proc.wait(10), code, gw.log_text().decode(errors="replace"))
+            finally:
+                gw.stop()
 
     def test_workers_share_the_port(self):
         gw = Gateway(self.tmpdir.name, self.stub.port, {"workers": 2})
