@@ -1,0 +1,492 @@
+#!/usr/bin/env python3
+"""lookupgate against nginx and HAProxy, side by side in one run (bench/run.sh is the entry).
+
+One redis-server, one stub upstream, and on the same machine:
+  lookupgate   the full path: token → account (1,000 accounts), grant, an exact minute and day
+               quota in Redis (one script call), two durable audit records (log on the disk the
+               checkout is on, fsync'd);
+  nginx        a plain keep-alive reverse proxy; for the refused path, limit_req keyed by the
+               Authorization header (bench/peers/nginx.conf.in);
+  haproxy      per-account stick-table limits, minute rate and 24 h count
+               (bench/peers/haproxy.cfg.in);
+  stub         the stub itself, no proxy: the ceiling of this machine.
+wrk (bench/accounts.lua) spreads lookups over the 1,000 accounts with random citizen IDs; the
+targets are interleaved over several rounds (the order rotates each round).
+
+Modes:
+  allowed   every request admitted (quotas far above the load);
+  refused   one account far over its quota: every request answered 429;
+  idle      N keep-alive connections each make one request and stay open: memory per
+            connection, from the proxy's resident memory before and after.
+
+For each target: requests/s, p50 and p99 (median over rounds), CPU µs per request of the proxy
+process(es) and of redis-server, peak RSS, and the ratio of its requests/s to nginx's."""
+import argparse
+import datetime
+import hashlib
+import json
+import os
+import re
+import resource
+import selectors
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+TICK = os.sysconf("SC_CLK_TCK")
+OVER_TOKEN = "lg_bench-over"
+
+
+def free_port():
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()
+    return port
+
+
+def wait_port(port, proc, timeout=15.0):
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        if proc.poll() is not None:
+            raise SystemExit("a process exited before listening on %d" % port)
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.2).close()
+            return
+        except OSError:
+            time.sleep(0.05)
+    raise SystemExit("port %d did not open" % port)
+
+
+def token(i):
+    return "lg_bench-%04d" % i
+
+
+def write_policy(path, naccounts):
+    today = datetime.date.today()
+
+    def cred(tok):
+        return {"sha256": hashlib.sha256(tok.encode()).hexdigest(),
+                "issued": (today - datetime.timedelta(days=1)).isoformat(),
+                "expires": (today + datetime.timedelta(days=80)).isoformat()}
+
+    accounts = [{"id": "bench-%04d" % i, "unit": "unit-%02d" % (i % 20), "roles": ["officer"],
+                 "credentials": [cred(token(i))]} for i in range(1, naccounts + 1)]
+    accounts.append({"id": "bench-over", "unit": "unit-00", "roles": ["tight"],
+                     "credentials": [cred(OVER_TOKEN)]})
+    with open(path, "w") as f:
+        json.dump({
+            "operations": {"citizen.lookup": {"method": "GET", "path": "/api/v1/citizens/{id}",
+                                              "subject": {"path": "id"},
+                                              "purpose": {"dossier": True}}},
+            "roles": {"officer": {"operations": ["citizen.lookup"],
+                                  "quota": {"per_minute": 1000000, "per_day": 1000000000}},
+                      "tight": {"operations": ["citizen.lookup"],
+                                "quota": {"per_minute": 1, "per_day": 1000000000}}},
+            "units": {"unit-%02d" % u: {} for u in range(20)},
+            "accounts": accounts,
+        }, f)
+
+
+def fill(template, out, values):
+    with open(template) as f:
+        text = f.read()
+    for k, v in values.items():
+        text = text.replace("@%s@" % k, str(v))
+    with open(out, "w") as f:
+        f.write(text)
+
+
+def nofile():
+    return resource.getrlimit(resource.RLIMIT_NOFILE)[1]
+
+
+def raise_nofile():
+    """The soft descriptor limit up to the hard one (20,000 on the project's machines)."""
+    hard = nofile()
+    resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+
+
+def pid_tree(pid):
+    """pid and its descendants (nginx's master and workers)."""
+    kids = {}
+    for d in os.listdir("/proc"):
+        if d.isdigit():
+            try:
+                with open("/proc/%s/stat" % d) as f:
+                    ppid = int(f.read().rsplit(")", 1)[1].split()[1])
+                kids.setdefault(ppid, []).append(int(d))
+            except (OSError, IndexError, ValueError):
+                pass
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        todo.extend(kids.get(p, []))
+    return out
+
+
+def cpu_s(pids):
+    total = 0.0
+    for p in pids:
+        try:
+            with open("/proc/%d/stat" % p) as f:
+                fields = f.read().rsplit(")", 1)[1].split()
+            total += (int(fields[11]) + int(fields[12])) / TICK
+        except OSError:
+            pass
+    return total
+
+
+def status_kib(pids, key):
+    total = 0
+    for p in pids:
+        try:
+            with open("/proc/%d/status" % p) as f:
+                for line in f:
+                    if line.startswith(key + ":"):
+                        total += int(line.split()[1])
+        except OSError:
+            pass
+    return total
+
+
+def redis_info(port, section):
+    out = subprocess.run(["redis-cli", "-p", str(port), "info", section], capture_output=True,
+                         text=True, check=True).stdout
+    return out
+
+
+def script_calls(port):
+    calls = 0
+    for line in redis_info(port, "commandstats").splitlines():
+        m = re.match(r"cmdstat_(evalsha|eval):calls=(\d+)", line)
+        if m:
+            calls += int(m.group(2))
+    return calls
+
+
+def parse_ms(v):
+    for suffix, scale in (("us", 0.001), ("ms", 1.0), ("s", 1000.0), ("m", 60000.0)):
+        if v.endswith(suffix):
+            return float(v[:-len(suffix)]) * scale
+    return float(v)
+
+
+def run_wrk(port, args, env_extra):
+    env = dict(os.environ)
+    env.update(env_extra)
+    cmd = ["wrk", "-t%d" % args.threads, "-c%d" % args.conns, "-d%ds" % args.duration,
+           "--latency", "-s", os.path.join(ROOT, "bench", "accounts.lua"),
+           "http://127.0.0.1:%d" % port]
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True,
+                         preexec_fn=raise_nofile).stdout
+    r = {"requests": 0, "non2xx": 0, "errors": 0}
+    m = re.search(r"(\d+) requests in ([\d.]+)(\w+)", out)
+    r["requests"] = int(m.group(1))
+    r["seconds"] = parse_ms(m.group(2) + m.group(3)) / 1000.0
+    m = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    r["non2xx"] = int(m.group(1)) if m else 0
+    m = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+    r["errors"] = sum(int(x) for x in m.groups()) if m else 0
+    for pct in ("50", "99"):
+        m = re.search(r"^\s+%s%%\s+(\S+)" % pct, out, re.M)
+        r["p" + pct] = parse_ms(m.group(1))
+    return r
+
+
+def one_status(port, tok):
+    s = socket.create_connection(("127.0.0.1", port), timeout=5)
+    s.sendall(("GET /api/v1/citizens/079123456789 HTTP/1.1\r\nHost: bench\r\n"
+               "Authorization: Bearer %s\r\nX-Dossier-Id: HS-PROBE\r\nConnection: close\r\n\r\n"
+               % tok).encode())
+    data = b""
+    while b"\r\n" not in data:
+        chunk = s.recv(4096)
+        if not chunk:
+            break
+        data += chunk
+    s.close()
+    return int(data.split(b" ", 2)[1]) if data.startswith(b"HTTP/1.1 ") else 0
+
+
+def idle_connections(port, n):
+    """Opens n keep-alive connections, makes one lookup on each and keeps them open. Returns
+    (sockets, number answered 200)."""
+    sel = selectors.DefaultSelector()
+    socks, ok = [], 0
+    pending = {}
+    for i in range(n):
+        s = socket.socket()
+        s.setblocking(False)
+        try:
+            s.connect(("127.0.0.1", port))
+        except BlockingIOError:
+            pass
+        req = ("GET /api/v1/citizens/0790%08d HTTP/1.1\r\nHost: bench\r\n"
+               "Authorization: Bearer %s\r\nX-Dossier-Id: HS-IDLE\r\n\r\n"
+               % (i, token(1 + i % 1000))).encode()
+        pending[s] = [req, b""]
+        sel.register(s, selectors.EVENT_WRITE)
+        socks.append(s)
+        if len(pending) >= 500:  # do not flood the accept queue
+            ok += pump(sel, pending, until=250)
+    ok += pump(sel, pending, until=0)
+    return socks, ok
+
+
+def pump(sel, pending, until):
+    ok = 0
+    deadline = time.time() + 60
+    while len(pending) > until and time.time() < deadline:
+        for key, ev in sel.select(timeout=1.0):
+            s = key.fileobj
+            st = pending[s]
+            try:
+                if ev & selectors.EVENT_WRITE:
+                    st[0] = st[0][s.send(st[0]):]
+                    if not st[0]:
+                        sel.modify(s, selectors.EVENT_READ)
+                    continue
+                chunk = s.recv(65536)
+            except (BlockingIOError, InterruptedError):
+                continue
+            except OSError:
+                chunk = b""
+            st[1] += chunk
+            head_end = st[1].find(b"\r\n\r\n")
+            if chunk and head_end < 0:
+                continue
+            if chunk:
+                m = re.search(rb"\r\ncontent-length: *(\d+)", st[1][:head_end], re.I)
+                if m and len(st[1]) < head_end + 4 + int(m.group(1)):
+                    continue
+                if st[1].startswith(b"HTTP/1.1 200 "):
+                    ok += 1
+            sel.unregister(s)
+            del pending[s]
+    return ok
+
+
+class Target:
+    def __init__(self, name, label, port, limit_port, procs):
+        self.name, self.label, self.port, self.limit_port = name, label, port, limit_port
+        self.procs = procs  # the processes whose CPU and memory are the target's
+
+    def pids(self):
+        out = []
+        for p in self.procs:
+            out.extend(pid_tree(p.pid))
+        return out
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__,
+                                 formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("-d", "--duration", type=int, default=10, help="seconds per wrk run")
+    ap.add_argument("-c", "--conns", type=int, default=64, help="wrk connections")
+    ap.add_argument("-t", "--threads", type=int, default=2, help="wrk threads")
+    ap.add_argument("-r", "--rounds", type=int, default=3)
+    ap.add_argument("-w", "--workers", type=int, default=1,
+                    help="worker threads / processes of every proxy")
+    ap.add_argument("--accounts", type=int, default=1000)
+    ap.add_argument("--idle", type=int, default=10000, help="connections in the idle mode")
+    ap.add_argument("--modes", default="allowed,refused,idle")
+    ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--audit-dir", default=None,
+                    help="where lookupgate's audit log goes (default: under the build dir)")
+    args = ap.parse_args()
+    args.build = os.path.abspath(args.build)
+    raise_nofile()
+    modes = args.modes.split(",")
+
+    tmp = tempfile.mkdtemp(prefix="lg-bench-")
+    audit_parent = tempfile.mkdtemp(prefix="bench-audit-", dir=os.path.abspath(args.audit_dir or args.build))
+    procs = []
+
+    def start(cmd, **kw):
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, preexec_fn=raise_nofile, **kw)
+        procs.append(p)
+        return p
+
+    try:
+        ports = {k: free_port() for k in ("redis", "stub", "lg", "nginx", "nginx_limit",
+                                           "haproxy", "haproxy_limit", "lg_admin")}
+        redis = start(["redis-server", "--port", str(ports["redis"]), "--bind", "127.0.0.1",
+                       "--save", "", "--appendonly", "no", "--dir", tmp,
+                       "--logfile", os.path.join(tmp, "redis.log")])
+        stub = start([os.path.join(args.build, "upstream-stub"), "--port", str(ports["stub"])],
+                     stderr=subprocess.DEVNULL)
+        write_policy(os.path.join(tmp, "policy.json"), args.accounts)
+        subprocess.run([os.path.join(args.build, "lookupgate-audit"), "keygen", "--out",
+                        os.path.join(tmp, "keys")], check=True, stdout=subprocess.DEVNULL)
+        lg_cfg = {
+            "workers": args.workers, "log": {"level": "warn"}, "instance": "bench",
+            "policy": os.path.join(tmp, "policy.json"),
+            "listeners": [{"address": "127.0.0.1:%d" % ports["lg"]}],
+            "upstream": {"url": "http://127.0.0.1:%d" % ports["stub"], "pool_size": 256,
+                         "max_requests_per_connection": 100000000},
+            "limits": {"max_connections": 60000, "max_connections_per_client": 60000,
+                       "idle_timeout_ms": 300000, "requests_per_connection": 100000000},
+            "store": {"address": "127.0.0.1:%d" % ports["redis"]},
+            "audit": {"dir": os.path.join(audit_parent, "audit"),
+                      "signing_key": os.path.join(tmp, "keys", "signing.key"),
+                      "cid_key": os.path.join(tmp, "keys", "cid.key"), "min_free_mb": 1},
+            "admin": {"address": "127.0.0.1:%d" % ports["lg_admin"]},
+        }
+        with open(os.path.join(tmp, "lookupgate.json"), "w") as f:
+            json.dump(lg_cfg, f)
+        lg_err = open(os.path.join(tmp, "lookupgate.err"), "wb")
+        lg = start([os.path.join(args.build, "lookupgate"), "-c",
+                    os.path.join(tmp, "lookupgate.json")], stderr=lg_err)
+        values = {"WORKERS": args.workers, "TMP": tmp, "NOFILE": nofile(), "MAXCONN": nofile() // 2 - 100, "STUB_PORT": ports["stub"],
+                  "PER_MINUTE": 1000000, "PER_DAY": 1000000000}
+        targets = [Target("stub", "stub (no proxy)", ports["stub"], None, [stub]),
+                   Target("lookupgate", "lookupgate (full policy)", ports["lg"], ports["lg"],
+                          [lg])]
+        if shutil.which("nginx"):
+            fill(os.path.join(ROOT, "bench", "peers", "nginx.conf.in"),
+                 os.path.join(tmp, "nginx.conf"),
+                 dict(values, PORT=ports["nginx"], LIMIT_PORT=ports["nginx_limit"]))
+            ng = start(["nginx", "-p", tmp, "-e", os.path.join(tmp, "nginx-error.log"), "-c",
+                        os.path.join(tmp, "nginx.conf")], stderr=subprocess.DEVNULL)
+            targets.append(Target("nginx", "nginx (plain / limit_req)", ports["nginx"],
+                                   ports["nginx_limit"], [ng]))
+        else:
+            print("nginx is not installed: no nginx column (apt-get install nginx-light)")
+        if shutil.which("haproxy"):
+            fill(os.path.join(ROOT, "bench", "peers", "haproxy.cfg.in"),
+                 os.path.join(tmp, "haproxy.cfg"),
+                 dict(values, PORT=ports["haproxy"], LIMIT_PORT=ports["haproxy_limit"]))
+            hp = start(["haproxy", "-db", "-f", os.path.join(tmp, "haproxy.cfg")],
+                       stderr=open(os.path.join(tmp, "haproxy.err"), "wb"))
+            targets.append(Target("haproxy", "HAProxy (stick tables)", ports["haproxy"],
+                                  ports["haproxy_limit"], [hp]))
+        else:
+            print("haproxy is not installed: no HAProxy column (apt-get install haproxy)")
+        for t in targets:
+            wait_port(t.port, t.procs[0])
+            if t.limit_port:
+                wait_port(t.limit_port, t.procs[0])
+        for t in targets:
+            st = one_status(t.port, token(1))
+            if st != 200:
+                raise SystemExit("%s answered %d to an allowed lookup" % (t.name, st))
+
+        print("lookupgate %s; %s; %s; redis %s; wrk %d threads, %d connections, %d s x %d "
+              "rounds; %d worker(s) per proxy; %d cores" % (
+                  subprocess.run([os.path.join(args.build, "lookupgate"), "--version"],
+                                 capture_output=True, text=True).stdout.strip(),
+                  subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
+                  if shutil.which("nginx") else "no nginx",
+                  subprocess.run(["haproxy", "-v"], capture_output=True,
+                                 text=True).stdout.split("\n")[0][:24]
+                  if shutil.which("haproxy") else "no haproxy",
+                  redis_info(ports["redis"], "server").split("redis_version:")[1].split()[0],
+                  args.threads, args.conns, args.duration, args.rounds, args.workers,
+                  os.cpu_count()))
+        for mode in modes:
+            if mode == "idle":
+                run_idle(targets, args)
+            else:
+                run_load(mode, targets, args, redis, ports["redis"])
+        if lg.poll() is not None:
+            raise SystemExit("lookupgate exited during the run")
+    finally:
+        for p in reversed(procs):
+            if p.poll() is None:
+                p.send_signal(signal.SIGTERM)
+        for p in procs:
+            try:
+                p.wait(15)
+            except subprocess.TimeoutExpired:
+                p.kill()
+        audit = os.path.join(audit_parent, "audit")
+        if os.path.isdir(audit):
+            r = subprocess.run([os.path.join(args.build, "lookupgate-audit"), "verify", audit,
+                                "--pubkey", os.path.join(tmp, "keys", "signing.pub")],
+                               capture_output=True, text=True)
+            print("\nlookupgate's audit log: " + (r.stdout.strip().split("\n") or [""])[0])
+        if sys.exc_info()[0] is not None:  # keep the logs of a failed run
+            print("logs kept in %s" % tmp, file=sys.stderr)
+        else:
+            shutil.rmtree(tmp, ignore_errors=True)
+        shutil.rmtree(audit_parent, ignore_errors=True)
+
+
+def run_load(mode, targets, args, redis, redis_port):
+    refused = mode == "refused"
+    if refused:
+        targets = [t for t in targets if t.limit_port]
+        env = {"LG_BENCH_TOKEN": OVER_TOKEN}
+        for t in targets:  # use up the one request a minute, then every one is refused
+            one_status(t.limit_port, OVER_TOKEN)
+            st = one_status(t.limit_port, OVER_TOKEN)
+            if st != 429:
+                raise SystemExit("%s answered %d on the refused path, not 429" % (t.name, st))
+    else:
+        env = {"LG_BENCH_ACCOUNTS": str(args.accounts)}
+    acc = {t.name: {"requests": 0, "seconds": 0.0, "non2xx": 0, "errors": 0, "p50": [],
+                    "p99": [], "cpu": 0.0, "redis_cpu": 0.0, "scripts": 0} for t in targets}
+    for rnd in range(args.rounds):
+        order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
+        for t in order:
+            port = t.limit_port if refused else t.port
+            pids = t.pids()
+            c0, r0, s0 = cpu_s(pids), cpu_s([redis.pid]), script_calls(redis_port)
+            w = run_wrk(port, args, env)
+            a = acc[t.name]
+            a["cpu"] += cpu_s(pids) - c0
+            a["redis_cpu"] += cpu_s([redis.pid]) - r0
+            a["scripts"] += script_calls(redis_port) - s0
+            for k in ("requests", "seconds", "non2xx", "errors"):
+                a[k] += w[k]
+            a["p50"].append(w["p50"])
+            a["p99"].append(w["p99"])
+    base = acc.get("nginx")
+    base_rps = base["requests"] / base["seconds"] if base else None
+    print("\n## %s path%s\n" % (mode, " (every answer 429)" if refused else
+                                 " (every answer 200)"))
+    print("| target | requests/s | p50 ms | p99 ms | proxy CPU µs/req | redis CPU µs/req "
+          "| redis calls/req | peak RSS MiB | %s | ratio to nginx |" % (
+              "answers not 429" if refused else "answers not 200"))
+    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    for t in targets:
+        a = acc[t.name]
+        rps = a["requests"] / a["seconds"]
+        wrong = (a["requests"] - a["non2xx"]) if refused else a["non2xx"]
+        print("| %s | %.0f | %.2f | %.2f | %.1f | %.1f | %.2f | %.1f | %d | %s |" % (
+            t.label, rps, statistics.median(a["p50"]), statistics.median(a["p99"]),
+            1e6 * a["cpu"] / max(a["requests"], 1), 1e6 * a["redis_cpu"] / max(a["requests"], 1),
+            a["scripts"] / max(a["requests"], 1), status_kib(t.pids(), "VmHWM") / 1024.0,
+            wrong + a["errors"], "%.2f" % (rps / base_rps) if base_rps else "-"))
+
+
+def run_idle(targets, args):
+    print("\n## idle keep-alive connections (%d per target, each after one lookup)\n" % args.idle)
+    print("| target | RSS before MiB | RSS with the connections MiB | KiB per connection "
+          "| answered 200 |")
+    print("|---|---:|---:|---:|---:|")
+    for t in targets:
+        if t.name == "stub":
+            continue
+        pids = t.pids()
+        before = status_kib(pids, "VmRSS")
+        socks, ok = idle_connections(t.port, args.idle)
+        time.sleep(2.0)
+        after = status_kib(pids, "VmRSS")
+        for s in socks:
+            s.close()
+        print("| %s | %.1f | %.1f | %.2f | %d |" % (t.label, before / 1024.0, after / 1024.0,
+                                                   (after - before) / len(socks), ok))
+        time.sleep(1.0)
+
+
+if __name__ == "__main__":
+    main()
