@@ -51,7 +51,7 @@ def free_port():
     return port
 
 
-def wait_port(port, proc, timeout=15.0):
+def wait_port(port, proc, timeout=60.0):
     deadline = time.time() + timeout
     while time.time() < deadline:
         if proc.poll() is not None:
@@ -298,6 +298,12 @@ def main():
     ap.add_argument("--accounts", type=int, default=1000)
     ap.add_argument("--idle", type=int, default=10000, help="connections in the idle mode")
     ap.add_argument("--modes", default="allowed,refused,idle")
+    ap.add_argument("--targets", default="stub,lookupgate,nginx,haproxy",
+                    help="which targets to run (stub is the ceiling)")
+    ap.add_argument("--profile", metavar="FILE",
+                    help="perf record lookupgate during its runs into FILE (perf report -i FILE)")
+    ap.add_argument("--wrap", default="",
+                    help="a command prefix for lookupgate, e.g. \"valgrind --tool=callgrind\"")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
     ap.add_argument("--audit-dir", default=None,
                     help="where lookupgate's audit log goes (default: under the build dir)")
@@ -343,7 +349,7 @@ def main():
         with open(os.path.join(tmp, "lookupgate.json"), "w") as f:
             json.dump(lg_cfg, f)
         lg_err = open(os.path.join(tmp, "lookupgate.err"), "wb")
-        lg = start([os.path.join(args.build, "lookupgate"), "-c",
+        lg = start(args.wrap.split() + [os.path.join(args.build, "lookupgate"), "-c",
                     os.path.join(tmp, "lookupgate.json")], stderr=lg_err)
         values = {"WORKERS": args.workers, "TMP": tmp, "NOFILE": nofile(), "MAXCONN": nofile() // 2 - 100, "STUB_PORT": ports["stub"],
                   "PER_MINUTE": 1000000, "PER_DAY": 1000000000}
@@ -370,6 +376,7 @@ def main():
                                   ports["haproxy_limit"], [hp]))
         else:
             print("haproxy is not installed: no HAProxy column (apt-get install haproxy)")
+        targets = [t for t in targets if t.name in args.targets.split(",")]
         for t in targets:
             wait_port(t.port, t.procs[0])
             if t.limit_port:
@@ -439,8 +446,17 @@ def run_load(mode, targets, args, redis, redis_port):
         for t in order:
             port = t.limit_port if refused else t.port
             pids = t.pids()
+            perf = None
+            if args.profile and t.name == "lookupgate":
+                perf = subprocess.Popen(["perf", "record", "-q", "-g", "-F", "2000", "-o",
+                                         "%s.%s.%d" % (args.profile, mode, rnd), "-p",
+                                         str(t.procs[0].pid)], stdout=subprocess.DEVNULL,
+                                        stderr=subprocess.DEVNULL)
             c0, r0, s0 = cpu_s(pids), cpu_s([redis.pid]), script_calls(redis_port)
             w = run_wrk(port, args, env)
+            if perf:
+                perf.send_signal(signal.SIGINT)
+                perf.wait()
             a = acc[t.name]
             a["cpu"] += cpu_s(pids) - c0
             a["redis_cpu"] += cpu_s([redis.pid]) - r0
