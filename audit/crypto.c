@@ -305,10 +305,17 @@ int audit_load_cid_key(const char *path, const char *logdir, uint8_t key[CID_KEY
     return rc;
 }
 
-void audit_cid_token(const uint8_t key[CID_KEY_BYTES], const char *id, size_t len, char out[65])
+void audit_cid_token_k(const struct hmac_sha256_key *k, const char *id, size_t len, char out[65])
 {
     uint8_t mac[32];
-    unsigned mlen = sizeof mac;
-    HMAC(EVP_sha256(), key, CID_KEY_BYTES, (const unsigned char *)id, len, mac, &mlen);
+    hmac_sha256(k, id, len, mac);
     hex_encode(mac, 32, out);
+}
+
+void audit_cid_token(const uint8_t key[CID_KEY_BYTES], const char *id, size_t len, char out[65])
+{
+    struct hmac_sha256_key k;
+    hmac_sha256_key_init(&k, key, CID_KEY_BYTES);
+    audit_cid_token_k(&k, id, len, out);
+    OPENSSL_cleanse(&k, sizeof k);
 }

@@ -6,6 +6,8 @@
 #include <stddef.h>
 #include <stdint.h>
 
+#include "common/sha256.h"
+
 struct evp_pkey_st;
 
 void hex_encode(const uint8_t *b, size_t n, char *out); /* writes 2n chars and a NUL */
@@ -55,5 +57,7 @@ int audit_load_cid_key(const char *path, const char *logdir, uint8_t key[CID_KEY
                        char *err, size_t errlen);
 /* The subject token: hex(HMAC-SHA256(key, id)); out holds 65 bytes. */
 void audit_cid_token(const uint8_t key[CID_KEY_BYTES], const char *id, size_t len, char out[65]);
+/* The same with the key padded once (the request path). */
+void audit_cid_token_k(const struct hmac_sha256_key *k, const char *id, size_t len, char out[65]);
 
 #endif

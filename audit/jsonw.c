@@ -119,8 +119,11 @@ void jw_escape(struct jsonw *j, const char *s, size_t n)
     for (size_t i = 0; i < n;) {
         unsigned char c = p[i];
         if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-            put(j, (char)c);
-            i++;
+            size_t k = i + 1; /* the whole run that needs no escaping, in one copy */
+            while (k < n && p[k] >= 0x20 && p[k] < 0x7f && p[k] != '"' && p[k] != '\\')
+                k++;
+            jw_raw(j, (const char *)p + i, k - i);
+            i = k;
             continue;
         }
         if (c == '"' || c == '\\') {
@@ -167,9 +170,9 @@ void jw_strz(struct jsonw *j, const char *s)
 void jw_int(struct jsonw *j, long long v)
 {
     char b[24];
-    int n = snprintf(b, sizeof b, "%lld", v);
+    size_t n = fmt_i64(b, (int64_t)v);
     sep(j);
-    jw_raw(j, b, (size_t)n);
+    jw_raw(j, b, n);
 }
 
 void jw_bool(struct jsonw *j, int v)
@@ -226,9 +229,17 @@ void audit_format_time(int64_t ms, char out[25])
     time_t s = (time_t)(ms / 1000);
     struct tm tm;
     gmtime_r(&s, &tm);
-    char b[64];
-    snprintf(b, sizeof b, "%04d-%02d-%02dT%02d:%02d:%02d.%03dZ", tm.tm_year + 1900,
-             tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec, (int)(ms % 1000));
-    memcpy(out, b, 24);
-    out[24] = '\0';
+    int year = tm.tm_year + 1900;
+    if (ms < 0 || year > 9999) { /* not a time a record can have; keep the format */
+        memcpy(out, "0000-00-00T00:00:00.000Z", 25);
+        return;
+    }
+    const int v[7] = {year, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
+                      (int)(ms % 1000)};
+    static const char tmpl[] = "0000-00-00T00:00:00.000Z";
+    static const unsigned char at[7] = {0, 5, 8, 11, 14, 17, 20}, width[7] = {4, 2, 2, 2, 2, 2, 3};
+    memcpy(out, tmpl, sizeof tmpl);
+    for (int f = 0; f < 7; f++)
+        for (int d = width[f] - 1, x = v[f]; d >= 0; d--, x /= 10)
+            out[at[f] + d] = (char)('0' + x % 10);
 }

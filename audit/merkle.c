@@ -1,22 +1,16 @@
 /* The Merkle tree frontier: append and tree head. */
 #include "audit/merkle.h"
 
-#include <openssl/evp.h>
-#include <openssl/sha.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "audit/crypto.h"
+#include "common/sha256.h"
 
 void merkle_leaf_hash(const void *data, size_t len, uint8_t out[MERKLE_HASH])
 {
     static const uint8_t zero = 0;
-    EVP_MD_CTX *ctx = EVP_MD_CTX_new();
-    if (ctx == NULL || EVP_DigestInit_ex(ctx, EVP_sha256(), NULL) != 1 ||
-        EVP_DigestUpdate(ctx, &zero, 1) != 1 || EVP_DigestUpdate(ctx, data, len) != 1 ||
-        EVP_DigestFinal_ex(ctx, out, NULL) != 1)
-        abort(); /* only on allocation failure inside OpenSSL */
-    EVP_MD_CTX_free(ctx);
+    sha256_two(&zero, 1, data, len, out);
 }
 
 void merkle_node_hash(const uint8_t l[MERKLE_HASH], const uint8_t r[MERKLE_HASH],
@@ -26,7 +20,7 @@ void merkle_node_hash(const uint8_t l[MERKLE_HASH], const uint8_t r[MERKLE_HASH]
     buf[0] = 1;
     memcpy(buf + 1, l, MERKLE_HASH);
     memcpy(buf + 1 + MERKLE_HASH, r, MERKLE_HASH);
-    SHA256(buf, sizeof buf, out);
+    sha256_two(buf, sizeof buf, NULL, 0, out);
 }
 
 void merkle_init(struct merkle *m)
@@ -51,7 +45,7 @@ void merkle_append(struct merkle *m, const uint8_t leaf[MERKLE_HASH])
 void merkle_root(const struct merkle *m, uint8_t out[MERKLE_HASH])
 {
     if (m->size == 0) {
-        SHA256((const uint8_t *)"", 0, out);
+        sha256_two("", 0, NULL, 0, out);
         return;
     }
     /* MTH splits at the largest power of two below n, so the tree head folds the subtree

@@ -306,12 +306,18 @@ enum audit_submit_rc audit_log(struct audit *a, const char *text, size_t len)
 /* Appends the line for text to the batch and to the tree. */
 static void add_leaf(struct audit *a, const char *text, size_t len)
 {
-    char head[64], prev[17];
-    hex_encode(a->prev_leaf, 8, prev);
-    int n = snprintf(head, sizeof head, "{\"seq\":%llu,\"prev\":\"%s\",",
-                     (unsigned long long)a->tree.size, prev);
+    char head[64];
+    size_t n = 0;
+    memcpy(head, "{\"seq\":", 7);
+    n = 7 + fmt_i64(head + 7, (int64_t)a->tree.size);
+    memcpy(head + n, ",\"prev\":\"", 9);
+    n += 9;
+    hex_encode(a->prev_leaf, 8, head + n);
+    n += 16;
+    memcpy(head + n, "\",", 2);
+    n += 2;
     size_t start = a->out.len;
-    jw_raw(&a->out, head, (size_t)n);
+    jw_raw(&a->out, head, n);
     jw_raw(&a->out, text, len);
     merkle_leaf_hash(a->out.buf + start, a->out.len - start, a->prev_leaf);
     merkle_append(&a->tree, a->prev_leaf);
@@ -705,6 +711,7 @@ static void abs_deadline(struct timespec *ts, int64_t wall_deadline_ms)
 static void *writer_main(void *arg)
 {
     struct audit *a = arg;
+    log_set_thread_name("audit");
     pthread_mutex_lock(&a->mu);
     for (;;) {
         while (a->head == NULL && !a->stop) {

@@ -3,6 +3,7 @@
 
 #include <errno.h>
 #include <fcntl.h>
+#include <pthread.h>
 #include <stdarg.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -58,6 +59,10 @@ int log_reopen(void)
 void log_set_thread_name(const char *name)
 {
     snprintf(thread_name, sizeof thread_name, "%s", name);
+    /* and for top -H, perf and /proc/PID/task/TID/comm: "lg-w0", "lg-audit" */
+    char comm[16];
+    snprintf(comm, sizeof comm, "lg-%s", name);
+    pthread_setname_np(pthread_self(), comm);
 }
 
 int log_enabled(int level)

@@ -69,13 +69,12 @@ static unsigned char lower(unsigned char c)
 
 int ascii_eq_nocase(const char *a, size_t alen, const char *b)
 {
-    size_t blen = strlen(b);
-    if (alen != blen)
-        return 0;
-    for (size_t i = 0; i < alen; i++)
-        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
+    /* No strlen(b): most header-name comparisons fail at the first byte. */
+    size_t i = 0;
+    for (; i < alen; i++)
+        if (b[i] == '\0' || lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
             return 0;
-    return 1;
+    return b[i] == '\0';
 }
 
 int ascii_prefix_nocase(const char *a, size_t alen, const char *prefix)
@@ -112,4 +111,47 @@ void random_bytes(void *buf, size_t n)
         p += r;
         n -= (size_t)r;
     }
+}
+
+size_t fmt_i64(char *out, int64_t v)
+{
+    char tmp[21];
+    size_t n = 0;
+    uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    do {
+        tmp[n++] = (char)('0' + u % 10);
+        u /= 10;
+    } while (u);
+    size_t o = 0;
+    if (v < 0)
+        out[o++] = '-';
+    while (n)
+        out[o++] = tmp[--n];
+    out[o] = '\0';
+    return o;
+}
+
+void sb_mem(struct sbuf *b, const char *s, size_t n)
+{
+    if (b->cap == 0)
+        return;
+    size_t room = b->cap - 1 - b->len;
+    if (n > room) {
+        n = room;
+        b->trunc = 1;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
+
+void sb_str(struct sbuf *b, const char *s)
+{
+    sb_mem(b, s, strlen(s));
+}
+
+void sb_int(struct sbuf *b, int64_t v)
+{
+    char t[24];
+    sb_mem(b, t, fmt_i64(t, v));
 }

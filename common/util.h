@@ -29,6 +29,28 @@ int hex_digit_value(unsigned char c);
 /* Fills buf with n random bytes from the kernel; aborts if it cannot. */
 void random_bytes(void *buf, size_t n);
 
+/* Writes v in decimal to out (at least 21 bytes), NUL-terminated; returns the length. The
+ * request path formats numbers with this, not snprintf (a tenth of the instructions). */
+size_t fmt_i64(char *out, int64_t v);
+
+/* A string built into a fixed buffer, always NUL-terminated; trunc is set when something did
+ * not fit (what fitted stays). */
+struct sbuf {
+    char *p;
+    size_t len, cap;
+    int trunc;
+};
+static inline struct sbuf sb_make(char *p, size_t cap)
+{
+    struct sbuf b = {p, 0, cap, cap == 0};
+    if (cap)
+        p[0] = '\0';
+    return b;
+}
+void sb_mem(struct sbuf *b, const char *s, size_t n);
+void sb_str(struct sbuf *b, const char *s);
+void sb_int(struct sbuf *b, int64_t v);
+
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
 
 #endif

@@ -7,7 +7,21 @@
 #include <sys/stat.h>
 #include <time.h>
 
+#include <stdatomic.h>
+
 static char zone_name[128] = "UTC";
+static atomic_int zone_gen = 1; /* changes with the zone: the per-thread caches below are stale */
+
+/* localtime_r and mktime take the C library's tz lock and re-check TZ on every call (about
+ * 10,000 instructions for the four day starts). A request needs the local day and minute, which
+ * change once a day and once a minute: each thread keeps the last answers. */
+static _Thread_local struct {
+    int gen;
+    struct local_days days;  /* valid while days.start_ms[1] <= t < days.start_ms[2] */
+    int mgen;
+    int64_t minute;          /* UTC minute (t / 60 s) of wday and min */
+    int wday, min;
+} cache;
 
 int clock_set_zone(const char *zone, char *err, size_t errlen)
 {
@@ -26,6 +40,7 @@ int clock_set_zone(const char *zone, char *err, size_t errlen)
     snprintf(zone_name, sizeof zone_name, "%s", zone);
     setenv("TZ", zone, 1);
     tzset();
+    atomic_fetch_add(&zone_gen, 1);
     return 0;
 }
 
@@ -48,6 +63,11 @@ static int64_t floor_div(int64_t a, int64_t b)
 
 void clock_local_days(int64_t t_ms, struct local_days *d)
 {
+    int gen = atomic_load_explicit(&zone_gen, memory_order_relaxed);
+    if (cache.gen == gen && t_ms >= cache.days.start_ms[1] && t_ms < cache.days.start_ms[2]) {
+        *d = cache.days;
+        return;
+    }
     time_t t = (time_t)floor_div(t_ms, 1000);
     struct tm now;
     localtime_r(&t, &now);
@@ -62,15 +82,25 @@ void clock_local_days(int64_t t_ms, struct local_days *d)
         if (i < 3)
             d->id[i] = (tm.tm_year + 1900) * 10000 + (tm.tm_mon + 1) * 100 + tm.tm_mday;
     }
+    cache.days = *d;
+    cache.gen = gen;
 }
 
 void clock_local_minute(int64_t t_ms, int *wday, int *minute)
 {
-    time_t t = (time_t)floor_div(t_ms, 1000);
-    struct tm tm;
-    localtime_r(&t, &tm);
-    *wday = tm.tm_wday;
-    *minute = tm.tm_hour * 60 + tm.tm_min;
+    int gen = atomic_load_explicit(&zone_gen, memory_order_relaxed);
+    int64_t m = floor_div(t_ms, 60000); /* zones are whole minutes off UTC */
+    if (cache.mgen != gen || cache.minute != m) {
+        time_t t = (time_t)floor_div(t_ms, 1000);
+        struct tm tm;
+        localtime_r(&t, &tm);
+        cache.wday = tm.tm_wday;
+        cache.min = tm.tm_hour * 60 + tm.tm_min;
+        cache.minute = m;
+        cache.mgen = gen;
+    }
+    *wday = cache.wday;
+    *minute = cache.min;
 }
 
 static int digits(const char *s, int n, int *out)

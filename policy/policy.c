@@ -10,6 +10,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "common/sha256.h"
 #include "common/util.h"
 #include "policy/clock.h"
 #include "policy/jsoncfg.h"
@@ -856,7 +857,7 @@ const struct pol_account *policy_find_account(const struct policy *p, const char
 
 void policy_token_digest(const char *tok, size_t len, unsigned char out[32])
 {
-    SHA256((const unsigned char *)tok, len, out);
+    sha256_two(tok, len, NULL, 0, out);
 }
 
 void policy_new_token(char *tok, size_t toklen, char *hex, size_t hexlen)

@@ -1,11 +1,20 @@
 /* Quota plans, and how their results are shown to clients (RateLimit headers, Retry-After). */
 #include "policy/quota.h"
 
+#include <stddef.h>
 #include <stdio.h>
 #include <string.h>
 
+#include "common/util.h"
+
 const char *const quota_outcome_text[] = {"admitted", "exceeded", "suspended", "store-error"};
 const char *const quota_level_text[] = {"account", "operation", "unit", "global"};
+
+static void copy(char *dst, size_t cap, const char *src)
+{
+    struct sbuf b = sb_make(dst, cap);
+    sb_str(&b, src);
+}
 
 static void add(struct quota_plan *pl, enum quota_kind kind, enum quota_level level, int limit,
                 const char *key, const char *field, const char *name)
@@ -16,14 +25,40 @@ static void add(struct quota_plan *pl, enum quota_kind kind, enum quota_level le
     c->kind = kind;
     c->level = level;
     c->limit = limit;
-    snprintf(c->key, sizeof c->key, "%s", key);
-    snprintf(c->field, sizeof c->field, "%s", field);
-    snprintf(c->name, sizeof c->name, "%s", name);
+    copy(c->key, sizeof c->key, key);
+    copy(c->field, sizeof c->field, field);
+    copy(c->name, sizeof c->name, name);
+}
+
+/* prefix ":{" scope "}" suffix [":" op] into k. */
+static const char *key(char *k, size_t cap, const char *prefix, const char *scope,
+                       const char *suffix, const char *op)
+{
+    struct sbuf b = sb_make(k, cap);
+    sb_str(&b, prefix);
+    sb_mem(&b, ":{", 2);
+    sb_str(&b, scope);
+    sb_mem(&b, "}:", 2);
+    sb_str(&b, suffix);
+    if (op) {
+        sb_mem(&b, ":", 1);
+        sb_str(&b, op);
+    }
+    return k;
+}
+
+static const char *join2(char *out, size_t cap, const char *a, const char *b2)
+{
+    struct sbuf b = sb_make(out, cap);
+    sb_str(&b, a);
+    sb_str(&b, b2);
+    return out;
 }
 
 void quota_susp_key(char *out, size_t len, const char *prefix, const char *account)
 {
-    snprintf(out, len, "%s:{a:%s}:suspended", prefix, account);
+    char scope[96];
+    key(out, len, prefix, join2(scope, sizeof scope, "a:", account), "suspended", NULL);
 }
 
 void quota_plan_build(struct quota_plan *pl, const char *prefix, const struct pol_decision *d,
@@ -31,38 +66,47 @@ void quota_plan_build(struct quota_plan *pl, const char *prefix, const struct po
 {
     const struct pol_limits *l = &d->limits;
     const char *acct = d->account->id, *op = d->op ? d->op->name : NULL;
-    char k[160], f[96], name[96];
-    memset(pl, 0, sizeof *pl);
-    snprintf(pl->account, sizeof pl->account, "%s", acct);
-    quota_susp_key(pl->susp_key, sizeof pl->susp_key, prefix, acct);
-    snprintf(pl->last_key, sizeof pl->last_key, "%s:{a:%s}:last", prefix, acct);
-    snprintf(k, sizeof k, "%s:{a:%s}:m", prefix, acct);
-    add(pl, QUOTA_MINUTE, QLEVEL_ACCOUNT, l->acct_minute, k, "", "account-per-minute");
-    snprintf(k, sizeof k, "%s:{a:%s}:d", prefix, acct);
-    add(pl, QUOTA_DAY, QLEVEL_ACCOUNT, l->acct_day, k, "n", "account-per-day");
+    char k[160], f[96], name[96], as[96];
+    pl->n = 0;
+    copy(pl->account, sizeof pl->account, acct);
+    join2(as, sizeof as, "a:", acct);
+    key(pl->susp_key, sizeof pl->susp_key, prefix, as, "suspended", NULL);
+    key(pl->last_key, sizeof pl->last_key, prefix, as, "last", NULL);
+    add(pl, QUOTA_MINUTE, QLEVEL_ACCOUNT, l->acct_minute, key(k, sizeof k, prefix, as, "m", NULL),
+        "", "account-per-minute");
+    add(pl, QUOTA_DAY, QLEVEL_ACCOUNT, l->acct_day, key(k, sizeof k, prefix, as, "d", NULL), "n",
+        "account-per-day");
     if (op) {
-        snprintf(k, sizeof k, "%s:{a:%s}:m:%s", prefix, acct, op);
-        snprintf(name, sizeof name, "%s-per-minute", op);
-        add(pl, QUOTA_MINUTE, QLEVEL_OPERATION, l->op_minute, k, "", name);
-        snprintf(k, sizeof k, "%s:{a:%s}:d", prefix, acct);
-        snprintf(f, sizeof f, "o:%s", op);
-        snprintf(name, sizeof name, "%s-per-day", op);
-        add(pl, QUOTA_DAY, QLEVEL_OPERATION, l->op_day, k, f, name);
+        add(pl, QUOTA_MINUTE, QLEVEL_OPERATION, l->op_minute, key(k, sizeof k, prefix, as, "m", op),
+            "", join2(name, sizeof name, op, "-per-minute"));
+        add(pl, QUOTA_DAY, QLEVEL_OPERATION, l->op_day, key(k, sizeof k, prefix, as, "d", NULL),
+            join2(f, sizeof f, "o:", op), join2(name, sizeof name, op, "-per-day"));
     }
     if (d->account->unit) {
-        const char *u = d->account->unit->name;
-        snprintf(k, sizeof k, "%s:{u:%s}:m", prefix, u);
-        add(pl, QUOTA_MINUTE, QLEVEL_UNIT, l->unit_minute, k, "", "unit-per-minute");
-        snprintf(k, sizeof k, "%s:{u:%s}:d", prefix, u);
-        add(pl, QUOTA_DAY, QLEVEL_UNIT, l->unit_day, k, "n", "unit-per-day");
+        char us[96];
+        join2(us, sizeof us, "u:", d->account->unit->name);
+        add(pl, QUOTA_MINUTE, QLEVEL_UNIT, l->unit_minute, key(k, sizeof k, prefix, us, "m", NULL),
+            "", "unit-per-minute");
+        add(pl, QUOTA_DAY, QLEVEL_UNIT, l->unit_day, key(k, sizeof k, prefix, us, "d", NULL), "n",
+            "unit-per-day");
     }
-    snprintf(k, sizeof k, "%s:{g}:m", prefix);
-    add(pl, QUOTA_MINUTE, QLEVEL_GLOBAL, l->global_minute, k, "", "global-per-minute");
-    snprintf(k, sizeof k, "%s:{g}:d", prefix);
-    add(pl, QUOTA_DAY, QLEVEL_GLOBAL, l->global_day, k, "n", "global-per-day");
+    add(pl, QUOTA_MINUTE, QLEVEL_GLOBAL, l->global_minute, key(k, sizeof k, prefix, "g", "m", NULL),
+        "", "global-per-minute");
+    add(pl, QUOTA_DAY, QLEVEL_GLOBAL, l->global_day, key(k, sizeof k, prefix, "g", "d", NULL), "n",
+        "global-per-day");
     pl->now_ms = now_ms;
     clock_local_days(proxy_now_ms, &pl->days);
-    snprintf(pl->member, sizeof pl->member, "%s", member);
+    copy(pl->member, sizeof pl->member, member);
+}
+
+void quota_plan_copy(struct quota_plan *dst, const struct quota_plan *src)
+{
+    memcpy(dst, src, offsetof(struct quota_plan, checks));
+    memcpy(dst->checks, src->checks, (size_t)src->n * sizeof src->checks[0]);
+    dst->n = src->n;
+    dst->now_ms = src->now_ms;
+    dst->days = src->days;
+    memcpy(dst->member, src->member, sizeof dst->member);
 }
 
 static int ceil_s(int64_t ms)
@@ -83,27 +127,30 @@ int quota_retry_after(const struct quota_result *r)
 void quota_headers(char *buf, size_t len, const struct quota_plan *pl,
                    const struct quota_result *r)
 {
-    size_t o = 0;
-    buf[0] = '\0';
+    struct sbuf b = sb_make(buf, len);
     if (pl->n == 0 || r->n != pl->n)
         return;
-    o += (size_t)snprintf(buf + o, len - o, "RateLimit-Policy: ");
-    for (int i = 0; i < pl->n && o < len; i++) {
+    sb_str(&b, "RateLimit-Policy: ");
+    for (int i = 0; i < pl->n; i++) {
         const struct quota_check *c = &pl->checks[i];
-        int w = c->kind == QUOTA_MINUTE ? 60 : 86400;
-        o += (size_t)snprintf(buf + o, len - o, "%s\"%s\";q=%d;w=%d", i ? ", " : "", c->name,
-                              c->limit, w);
+        sb_str(&b, i ? ", \"" : "\"");
+        sb_str(&b, c->name);
+        sb_str(&b, "\";q=");
+        sb_int(&b, c->limit);
+        sb_str(&b, c->kind == QUOTA_MINUTE ? ";w=60" : ";w=86400");
     }
-    if (o < len)
-        o += (size_t)snprintf(buf + o, len - o, "\r\nRateLimit: ");
-    for (int i = 0; i < pl->n && o < len; i++) {
+    sb_str(&b, "\r\nRateLimit: ");
+    for (int i = 0; i < pl->n; i++) {
         int rem = r->c[i].limit - r->c[i].used;
-        o += (size_t)snprintf(buf + o, len - o, "%s\"%s\";r=%d;t=%d", i ? ", " : "",
-                              pl->checks[i].name, rem < 0 ? 0 : rem, ceil_s(r->c[i].reset_ms));
+        sb_str(&b, i ? ", \"" : "\"");
+        sb_str(&b, pl->checks[i].name);
+        sb_str(&b, "\";r=");
+        sb_int(&b, rem < 0 ? 0 : rem);
+        sb_str(&b, ";t=");
+        sb_int(&b, ceil_s(r->c[i].reset_ms));
     }
-    if (o < len)
-        snprintf(buf + o, len - o, "\r\n");
-    if (o >= len)
+    sb_str(&b, "\r\n");
+    if (b.trunc)
         buf[0] = '\0'; /* never a truncated header */
 }
 

@@ -11,6 +11,7 @@
 #include <hiredis/async.h>
 #include <hiredis/hiredis.h>
 #include <openssl/sha.h>
+#include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -42,6 +43,7 @@ static const char quota_script[] =
     "local n = tonumber(ARGV[10])\n"
     "local out = {0, now, tonumber(day)}\n"
     "local over = false\n"
+    "local fresh = {}\n"
     "for i = 1, n do\n"
     "  local b = 10 + (i - 1) * 3\n"
     "  local kind, limit, field, key = ARGV[b + 1], tonumber(ARGV[b + 2]), ARGV[b + 3], KEYS[2 + i]\n"
@@ -58,7 +60,7 @@ static const char quota_script[] =
     "  else\n"
     "    local r = redis.call('HMGET', key, 'id', field)\n"
     "    used = 0\n"
-    "    if r[1] == day then used = tonumber(r[2]) or 0 end\n"
+    "    if r[1] == day then used = tonumber(r[2]) or 0 else fresh[key] = true end\n"
     "    reset = dayend - now\n"
     "  end\n"
     "  local o = 0\n"
@@ -73,12 +75,13 @@ static const char quota_script[] =
     "    redis.call('ZADD', key, now, ARGV[2])\n"
     "    redis.call('PEXPIRE', key, 61000)\n"
     "  else\n"
-    "    if redis.call('HGET', key, 'id') ~= day then\n"
+    "    if fresh[key] then\n"
     "      redis.call('DEL', key)\n"
     "      redis.call('HSET', key, 'id', day)\n"
+    "      redis.call('PEXPIRE', key, dayend - now + 3600000)\n"
+    "      fresh[key] = nil\n"
     "    end\n"
     "    redis.call('HINCRBY', key, field, 1)\n"
-    "    redis.call('PEXPIRE', key, dayend - now + 3600000)\n"
     "  end\n"
     "  out[1 + i * 3] = out[1 + i * 3] + 1\n"
     "end\n"
@@ -163,11 +166,12 @@ struct quota_op {
     struct local_days days;      /* OP_READ */
     char *set_key, *set_value;   /* OP_SET (value NULL: delete) */
     struct event *timer;
-    struct quota_plan plan;      /* copy: needed for EVAL after NOSCRIPT and the fallback */
     int64_t t0_us;
     int tried_eval;
     int waiting;                 /* in s->waiting (not yet sent) */
     TAILQ_ENTRY(quota_op) wlink;
+    struct quota_plan plan;      /* copy: needed for EVAL after NOSCRIPT and the fallback; last,
+                                  * so that an admission zeroes and copies only what it uses */
 };
 
 static void store_connect(struct quota_store *s);
@@ -422,6 +426,37 @@ static void op_timer_cb(evutil_socket_t fd, short what, void *arg)
     schedule_reset(s, "command timeout");
 }
 
+/* Sends the command argv as RESP. hiredis's own formatting (sdscatfmt) costs several times
+ * more than writing the few length prefixes here. */
+static int send_argv(struct quota_store *s, struct quota_op *op, int argc, const char **argv,
+                     const size_t *argl)
+{
+    size_t need = 24;
+    for (int i = 0; i < argc; i++)
+        need += 24 + argl[i] + 2;
+    char stack[4096];
+    char *buf = need <= sizeof stack ? stack : xmalloc(need);
+    size_t o = 0;
+    buf[o++] = '*';
+    o += fmt_i64(buf + o, argc);
+    buf[o++] = '\r';
+    buf[o++] = '\n';
+    for (int i = 0; i < argc; i++) {
+        buf[o++] = '$';
+        o += fmt_i64(buf + o, (int64_t)argl[i]);
+        buf[o++] = '\r';
+        buf[o++] = '\n';
+        memcpy(buf + o, argv[i], argl[i]);
+        o += argl[i];
+        buf[o++] = '\r';
+        buf[o++] = '\n';
+    }
+    int rc = redisAsyncFormattedCommand(s->ac, reply_cb, op, buf, o);
+    if (buf != stack)
+        free(buf);
+    return rc == REDIS_OK ? 0 : -1;
+}
+
 /* EVAL of the read script over op's reads. */
 static int send_read(struct quota_op *op)
 {
@@ -492,7 +527,7 @@ static int send_script(struct quota_op *op, int eval)
     char nums[40][24];
     int argc = 0, ni = 0;
 #define ARG(str) (argv[argc] = (str), argl[argc] = strlen(argv[argc]), argc++)
-#define NUM(v) (snprintf(nums[ni], sizeof nums[ni], "%lld", (long long)(v)), ARG(nums[ni++]))
+#define NUM(v) (fmt_i64(nums[ni], (int64_t)(v)), ARG(nums[ni++]))
     ARG(eval ? "EVAL" : "EVALSHA");
     ARG(eval ? quota_script : s->sha);
     NUM(2 + pl->n);
@@ -514,9 +549,7 @@ static int send_script(struct quota_op *op, int eval)
     }
 #undef ARG
 #undef NUM
-    if (redisAsyncCommandArgv(s->ac, reply_cb, op, argc, argv, argl) != REDIS_OK)
-        return -1;
-    return 0;
+    return send_argv(s, op, argc, argv, argl);
 }
 
 /* --- connection management ------------------------------------------------------------- */
@@ -896,12 +929,13 @@ struct quota_op *quota_store_admit(struct quota_store *s, const struct quota_pla
         cb(arg, &res);
         return NULL;
     }
-    struct quota_op *op = xcalloc(1, sizeof *op);
+    struct quota_op *op = xmalloc(sizeof *op);
+    memset(op, 0, offsetof(struct quota_op, plan));
     op->s = s;
     op->kind = OP_ADMIT;
     op->cb = cb;
     op->arg = arg;
-    op->plan = *pl;
+    quota_plan_copy(&op->plan, pl);
     return op_start(op);
 }
 

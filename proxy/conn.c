@@ -45,11 +45,13 @@
 
 /* The decision state of one request; lives in the request arena. */
 struct gate {
+    struct gate *next_free;    /* in the worker's free list */
     struct pol_decision dec;   /* authentication, operation, grant, limits */
     struct quota_plan plan;    /* counters checked for it */
     struct quota_result qres;  /* what the quota store decided */
     int have_quota;            /* qres is valid */
     char hdrs[1024];           /* headers for the client: RateLimit, credential expiry */
+    char subject_token[65];    /* the citizen ID's HMAC token, once computed */
 };
 
 const char *const conn_state_text[] = {
@@ -61,6 +63,7 @@ static void conn_read_cb(struct bufferevent *bev, void *arg);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
+static void conn_kick_cb(evutil_socket_t fd, short what, void *arg);
 static void up_done(struct up_request *u);
 static void end_request(struct conn *c);
 static void record_abandoned(struct conn *c);
@@ -92,6 +95,65 @@ static const struct server *srv_of(const struct conn *c)
     return c->w->srv;
 }
 
+/* Bytes gathered on the stack and handed to an evbuffer in a few evbuffer_add calls (each
+ * costs more than the copy); the response and upstream request heads are built this way. */
+struct obuf {
+    struct evbuffer *dst;
+    size_t len;
+    char b[4096];
+};
+
+static void ob_flush(struct obuf *o)
+{
+    if (o->len)
+        evbuffer_add(o->dst, o->b, o->len);
+    o->len = 0;
+}
+
+static void ob_mem(struct obuf *o, const char *s, size_t n)
+{
+    if (n > sizeof o->b - o->len) {
+        ob_flush(o);
+        if (n > sizeof o->b) {
+            evbuffer_add(o->dst, s, n);
+            return;
+        }
+    }
+    memcpy(o->b + o->len, s, n);
+    o->len += n;
+}
+
+static void ob_str(struct obuf *o, const char *s)
+{
+    ob_mem(o, s, strlen(s));
+}
+
+static void ob_int(struct obuf *o, int64_t v)
+{
+    char t[24];
+    ob_mem(o, t, fmt_i64(t, v));
+}
+
+/* "<instance>-<worker>-<hex sequence>" */
+static void new_request_id(struct conn *c)
+{
+    static const char hex[] = "0123456789abcdef";
+    struct sbuf b = sb_make(c->request_id, sizeof c->request_id);
+    char t[24];
+    unsigned long long seq = ++c->w->seq;
+    int n = 0;
+    sb_str(&b, srv_of(c)->instance);
+    sb_mem(&b, "-", 1);
+    sb_int(&b, c->w->idx);
+    sb_mem(&b, "-", 1);
+    do {
+        t[n++] = hex[seq & 15];
+        seq >>= 4;
+    } while (seq);
+    while (n)
+        sb_mem(&b, &t[--n], 1);
+}
+
 static void arm(struct conn *c, int ms)
 {
     struct timeval tv = {ms / 1000, (ms % 1000) * 1000};
@@ -119,6 +181,7 @@ struct conn *conn_new(struct worker *w, int fd, const struct sockaddr *sa, int s
         c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
     }
     c->timer = evtimer_new(w->base, conn_timer_cb, c);
+    c->kick = event_new(w->base, -1, 0, conn_kick_cb, c);
     arena_init(&c->arena);
     c->body = evbuffer_new();
     c->held = evbuffer_new();
@@ -158,6 +221,7 @@ void conn_free(struct conn *c)
     end_request(c);
     worker_conn_closed(c->w, c);
     event_free(c->timer);
+    event_free(c->kick);
     if (c->bev)
         bufferevent_free(c->bev);
     evbuffer_free(c->body);
@@ -178,6 +242,45 @@ int conn_is_idle(const struct conn *c)
 void conn_close_after_response(struct conn *c)
 {
     c->close_after = 1;
+}
+
+/* Decision state comes from a per-worker free list: a gate (5 KB, most of it the quota plan) is
+ * needed only while a request is decided and recorded, so an idle connection holds none, and a
+ * busy worker does not malloc one per request. */
+#define GATE_CACHE 1024
+
+static struct gate *gate_get(struct worker *w)
+{
+    struct gate *g = w->gate_free;
+    if (g) {
+        w->gate_free = g->next_free;
+        w->ngate_free--;
+    } else {
+        g = xmalloc(sizeof *g);
+    }
+    memset(g, 0, sizeof *g);
+    return g;
+}
+
+static void gate_put(struct worker *w, struct gate *g)
+{
+    if (w->ngate_free >= GATE_CACHE) {
+        free(g);
+        return;
+    }
+    g->next_free = w->gate_free;
+    w->gate_free = g;
+    w->ngate_free++;
+}
+
+void conn_worker_cache_free(struct worker *w)
+{
+    while (w->gate_free) {
+        struct gate *g = w->gate_free;
+        w->gate_free = g->next_free;
+        free(g);
+    }
+    w->ngate_free = 0;
 }
 
 /* --- audit records ------------------------------------------------------------------- */
@@ -222,7 +325,12 @@ static void base_record(struct conn *c, struct req_record *rr, const char *type)
                     ? "test"
                     : (s->cfg->store.memory || rr->degraded) ? "proxy" : s->cfg->store.clock;
     rr->policy = c->pol ? c->pol->version : c->w->policy->version;
-    rr->cid_key = s->cid_key;
+    if (g && g->dec.subject[0]) {
+        if (g->subject_token[0] == '\0') /* once per request, for both of its records */
+            audit_cid_token_k(&s->cid_hmac, g->dec.subject, strlen(g->dec.subject),
+                              g->subject_token);
+        rr->subject_token = g->subject_token;
+    }
 }
 
 /* Builds rr and hands it to the audit writer; with cb, c waits for it (c->arec). */
@@ -274,8 +382,21 @@ static void release(struct conn *c)
     int cls = c->status / 100;
     stat_add(&m->responses[cls >= 1 && cls <= 5 ? cls : 0], 1);
     hist_observe(&m->h_total, now_mono_us() - c->t_start_us);
-    evbuffer_add_buffer(bufferevent_get_output(c->bev), c->held);
+    struct evbuffer *out = bufferevent_get_output(c->bev);
     conn_set_state(c, CONN_ST_RESPONDING);
+    if (!c->tls && evbuffer_get_length(out) == 0) {
+        /* Write now (see send_request in upstream.c); what the socket does not take, and any
+         * error, is left to the bufferevent. When all of it went, conn_write_cb runs from the
+         * loop (kick), never from inside this call. */
+        int fd = bufferevent_getfd(c->bev);
+        while (evbuffer_get_length(c->held) > 0 && evbuffer_write(c->held, fd) > 0)
+            ;
+        if (evbuffer_get_length(c->held) == 0) {
+            event_active(c->kick, EV_WRITE, 1);
+            return;
+        }
+    }
+    evbuffer_add_buffer(out, c->held);
 }
 
 static void final_done(void *arg, int durable)
@@ -330,8 +451,7 @@ static void respond_full(struct conn *c, int status, const char *type, const cha
     if (type == NULL)
         type = problem_default_type(status);
     if (c->request_id[0] == '\0')
-        snprintf(c->request_id, sizeof c->request_id, "%s-%d-%llx", srv_of(c)->instance,
-                 c->w->idx, (unsigned long long)++c->w->seq);
+        new_request_id(c);
     log_info("%s %s refused %d: %s", c->peer_ip, c->request_id, status, reason);
     c->status = status;
     stat_add(&c->w->met.refusals[met_kind_index(type)], 1);
@@ -369,18 +489,33 @@ static void write_response(struct conn *c)
     const struct up_result *r = &c->up.result;
     evbuffer_drain(out, evbuffer_get_length(out));
     c->status = r->status;
-    evbuffer_add_printf(out, "HTTP/1.1 %d %s\r\n", r->status,
-                        http_status_str((enum http_status)r->status));
+    struct obuf ob;
+    ob.dst = out;
+    ob.len = 0;
+    ob_mem(&ob, "HTTP/1.1 ", 9);
+    ob_int(&ob, r->status);
+    ob_mem(&ob, " ", 1);
+    ob_str(&ob, http_status_str((enum http_status)r->status));
+    ob_mem(&ob, "\r\n", 2);
+    ob_flush(&ob);
     evbuffer_add_buffer(out, c->up.resp_hdrs);
-    evbuffer_add_printf(out, "X-Request-Id: %s\r\n", c->request_id);
+    ob_mem(&ob, "X-Request-Id: ", 14);
+    ob_str(&ob, c->request_id);
+    ob_mem(&ob, "\r\n", 2);
     if (c->gate)
-        evbuffer_add(out, c->gate->hdrs, strlen(c->gate->hdrs));
+        ob_str(&ob, c->gate->hdrs);
     size_t blen = evbuffer_get_length(c->up.resp_body);
-    if (!r->no_body)
-        evbuffer_add_printf(out, "Content-Length: %zu\r\n", blen);
-    else if (c->req.method == HTTP_HEAD && r->content_length >= 0)
-        evbuffer_add_printf(out, "Content-Length: %lld\r\n", (long long)r->content_length);
-    evbuffer_add_printf(out, "Connection: %s\r\n\r\n", c->close_after ? "close" : "keep-alive");
+    if (!r->no_body) {
+        ob_mem(&ob, "Content-Length: ", 16);
+        ob_int(&ob, (int64_t)blen);
+        ob_mem(&ob, "\r\n", 2);
+    } else if (c->req.method == HTTP_HEAD && r->content_length >= 0) {
+        ob_mem(&ob, "Content-Length: ", 16);
+        ob_int(&ob, r->content_length);
+        ob_mem(&ob, "\r\n", 2);
+    }
+    ob_str(&ob, c->close_after ? "Connection: close\r\n\r\n" : "Connection: keep-alive\r\n\r\n");
+    ob_flush(&ob);
     if (!r->no_body)
         evbuffer_add_buffer(out, c->up.resp_body);
     log_debug("%s %s %s %s -> %d (%zu bytes, %lld us)", c->peer_ip, c->request_id,
@@ -471,6 +606,8 @@ static void end_request(struct conn *c)
         quota_op_cancel(c->qop);
         c->qop = NULL;
     }
+    if (c->gate)
+        gate_put(c->w, c->gate);
     c->gate = NULL;
     policy_unref(c->pol);
     c->pol = NULL;
@@ -500,31 +637,50 @@ static void forward(struct conn *c)
     const struct http_req *r = &c->req;
     struct evbuffer *o = c->upbytes;
     evbuffer_drain(o, evbuffer_get_length(o));
-    evbuffer_add_printf(o, "%s %s HTTP/1.1\r\nHost: %s\r\n",
-                        http_method_str((enum http_method)r->method), r->target,
-                        s->cfg->upstream.host_header);
+    struct obuf ob;
+    ob.dst = o;
+    ob.len = 0;
+    ob_str(&ob, http_method_str((enum http_method)r->method));
+    ob_mem(&ob, " ", 1);
+    ob_str(&ob, r->target);
+    ob_mem(&ob, " HTTP/1.1\r\nHost: ", 17);
+    ob_str(&ob, s->cfg->upstream.host_header);
+    ob_mem(&ob, "\r\n", 2);
     for (size_t i = 0; i < r->nhdrs; i++) {
         const struct http_hdr *h = &r->hdrs[i];
         if (h->flags & HDR_DROP)
             continue;
-        evbuffer_add(o, h->name, h->nlen);
-        evbuffer_add(o, ": ", 2);
-        evbuffer_add(o, h->value, h->vlen);
-        evbuffer_add(o, "\r\n", 2);
+        ob_mem(&ob, h->name, h->nlen);
+        ob_mem(&ob, ": ", 2);
+        ob_mem(&ob, h->value, h->vlen);
+        ob_mem(&ob, "\r\n", 2);
     }
-    evbuffer_add_printf(o, "X-Forwarded-For: %s\r\nX-Forwarded-Proto: %s\r\nX-Request-Id: %s\r\n",
-                        c->peer_ip, c->tls ? "https" : "http", c->request_id);
+    ob_mem(&ob, "X-Forwarded-For: ", 17);
+    ob_str(&ob, c->peer_ip);
+    ob_str(&ob, c->tls ? "\r\nX-Forwarded-Proto: https\r\nX-Request-Id: "
+                       : "\r\nX-Forwarded-Proto: http\r\nX-Request-Id: ");
+    ob_str(&ob, c->request_id);
+    ob_mem(&ob, "\r\n", 2);
     if (c->gate && c->gate->dec.account) {
         const struct pol_account *a = c->gate->dec.account;
-        evbuffer_add_printf(o, "X-Lookup-Account: %s\r\n", a->id);
-        if (a->unit)
-            evbuffer_add_printf(o, "X-Lookup-Unit: %s\r\n", a->unit->name);
+        ob_mem(&ob, "X-Lookup-Account: ", 18);
+        ob_str(&ob, a->id);
+        ob_mem(&ob, "\r\n", 2);
+        if (a->unit) {
+            ob_mem(&ob, "X-Lookup-Unit: ", 15);
+            ob_str(&ob, a->unit->name);
+            ob_mem(&ob, "\r\n", 2);
+        }
     }
     size_t blen = evbuffer_get_length(c->body);
     if (blen > 0 || r->content_length >= 0 || r->chunked || r->method == HTTP_POST ||
-        r->method == HTTP_PUT || r->method == HTTP_PATCH)
-        evbuffer_add_printf(o, "Content-Length: %zu\r\n", blen);
-    evbuffer_add(o, "\r\n", 2);
+        r->method == HTTP_PUT || r->method == HTTP_PATCH) {
+        ob_mem(&ob, "Content-Length: ", 16);
+        ob_int(&ob, (int64_t)blen);
+        ob_mem(&ob, "\r\n", 2);
+    }
+    ob_mem(&ob, "\r\n", 2);
+    ob_flush(&ob);
     evbuffer_add_buffer(o, c->body);
     c->up.idempotent = r->method == HTTP_GET || r->method == HTTP_HEAD ||
                        r->method == HTTP_OPTIONS;
@@ -809,10 +965,8 @@ static void dispatch(struct conn *c)
     struct pol_request rq;
     evtimer_del(c->timer);
     conn_set_state(c, CONN_ST_DECIDING);
-    if (c->gate == NULL) {
-        c->gate = arena_alloc(&c->arena, sizeof *c->gate);
-        memset(c->gate, 0, sizeof *c->gate);
-    }
+    if (c->gate == NULL)
+        c->gate = gate_get(c->w);
     if (c->pol == NULL)
         c->pol = policy_ref(c->w->policy);
     if (auth_throttled(c, 0))
@@ -834,8 +988,7 @@ static int refuse_before_body(struct conn *c)
 {
     struct pol_request rq;
     c->pol = policy_ref(c->w->policy);
-    c->gate = arena_alloc(&c->arena, sizeof *c->gate);
-    memset(c->gate, 0, sizeof *c->gate);
+    c->gate = gate_get(c->w);
     if (auth_throttled(c, 1)) /* closes: the body is still on the wire */
         return 1;
     fill_request(c, &rq);
@@ -861,8 +1014,7 @@ static int read_head(struct conn *c, const char **reason)
                         c->scan.head_len - c->scan.start, &s->hlim, reason);
     evbuffer_drain(in, c->scan.head_len);
     c->have_req = st == 0 || c->req.method == HTTP_HEAD;
-    snprintf(c->request_id, sizeof c->request_id, "%s-%d-%llx", s->instance, c->w->idx,
-             (unsigned long long)++c->w->seq);
+    new_request_id(c);
     return st ? st : HEAD_DONE;
 }
 
@@ -989,10 +1141,26 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
         arm(c, LINGER_MS);
         return;
     }
+    /* An idle keep-alive connection keeps nothing of its last request: with thousands of
+     * them, the previous exchange's buffers would be most of the memory. */
+    end_request(c);
+    c->have_req = 0;
+    arena_reset(&c->arena);
+    evbuffer_drain(c->upbytes, evbuffer_get_length(c->upbytes));
+    evbuffer_drain(c->up.resp_hdrs, evbuffer_get_length(c->up.resp_hdrs));
+    evbuffer_drain(c->up.resp_body, evbuffer_get_length(c->up.resp_body));
     conn_set_state(c, CONN_ST_KEEPALIVE);
     arm(c, srv_of(c)->cfg->limits.idle_timeout_ms);
     if (conn_process(c) < 0)
         conn_free(c);
+}
+
+static void conn_kick_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    (void)fd;
+    (void)what;
+    conn_write_cb(c->bev, c);
 }
 
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg)

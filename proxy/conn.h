@@ -50,6 +50,7 @@ struct conn {
     int tls;                         /* connection arrived on a TLS listener */
     enum conn_state state;
     struct event *timer;             /* idle/head/body deadlines and scheduled close */
+    struct event *kick;              /* runs conn_write_cb after a direct write (release) */
     struct arena arena;              /* per-request allocations */
     struct head_scan scan;           /* head scanner state */
     struct http_req req;             /* parsed head, valid from READING_BODY on */
@@ -85,6 +86,8 @@ struct conn *conn_new(struct worker *w, int fd, const struct sockaddr *sa, int s
 void conn_free(struct conn *c);
 /* 1 if c holds no request and no buffered bytes (safe to close at shutdown). */
 int conn_is_idle(const struct conn *c);
+/* Frees the worker's cache of per-request state (when the worker ends). */
+void conn_worker_cache_free(struct worker *w);
 /* Makes c close after its current response (graceful shutdown). */
 void conn_close_after_response(struct conn *c);
 

@@ -93,14 +93,7 @@ void record_request(struct jsonw *j, const struct req_record *r)
     jw_kstrz(j, "operation", d && d->op ? d->op->name : NULL);
     if (!(d && d->op) && r->path)
         masked_path(j, r->path, r->path_len);
-    jw_key(j, "subject");
-    if (d && d->subject[0] && r->cid_key) {
-        char tok[65];
-        audit_cid_token(r->cid_key, d->subject, strlen(d->subject), tok);
-        jw_strz(j, tok);
-    } else {
-        jw_null(j);
-    }
+    jw_kstrz(j, "subject", r->subject_token);
     jw_kstrz(j, "dossier", d && d->dossier[0] ? d->dossier : NULL);
     jw_kstrz(j, "procedure", d && d->procedure[0] ? d->procedure : NULL);
     jw_kstrz(j, "decision", r->decision);

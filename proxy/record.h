@@ -32,7 +32,7 @@ struct req_record {
     const char *clock;
     int degraded;
     const char *policy;          /* policy version */
-    const uint8_t *cid_key;      /* for the subject token */
+    const char *subject_token;   /* the citizen ID's HMAC token (hex), or NULL */
     /* lookup.result: the upstream exchange */
     int upstream;                /* 1: the upstream answered */
     int up_status;

@@ -157,10 +157,13 @@ static int open_audit(struct server *s)
                            .checkpoint_ms = c->checkpoint_ms, .heartbeat_ms = c->heartbeat_ms,
                            .queue_records = c->queue_records,
                            .min_free_bytes = (long long)c->min_free_mb << 20};
-    if (audit_load_cid_key(c->cid_key, c->dir, s->cid_key, err, sizeof err) != 0) {
+    uint8_t cid_key[CID_KEY_BYTES];
+    if (audit_load_cid_key(c->cid_key, c->dir, cid_key, err, sizeof err) != 0) {
         log_error("audit.cid_key: %s", err);
         return -1;
     }
+    hmac_sha256_key_init(&s->cid_hmac, cid_key, sizeof cid_key);
+    OPENSSL_cleanse(cid_key, sizeof cid_key);
     o.key = audit_load_signing_key(c->signing_key, c->dir, err, sizeof err);
     if (o.key == NULL) {
         log_error("audit.signing_key: %s", err);
@@ -211,7 +214,7 @@ static void free_server(struct server *s, const char *stop_reason)
     if (s->admin_sink)
         audit_sink_free(s->admin_sink);
     free(s->sinks);
-    OPENSSL_cleanse(s->cid_key, sizeof s->cid_key);
+    OPENSSL_cleanse(&s->cid_hmac, sizeof s->cid_hmac);
     for (size_t i = 0; s->listener_tls && i < s->cfg->nlisteners; i++)
         SSL_CTX_free(s->listener_tls[i]);
     free(s->listener_tls);

@@ -8,6 +8,7 @@
 #include <stdatomic.h>
 #include <stdint.h>
 
+#include "common/sha256.h"
 #include "policy/config.h"
 #include "proxy/http_head.h"
 #include "proxy/metrics.h"
@@ -36,7 +37,7 @@ struct server {
     struct quota_mem *mem;        /* in-memory quota backend and local fallback */
     struct audit *audit;          /* the audit log writer */
     struct audit_sink **sinks;    /* one per worker; freed after the writer stops */
-    uint8_t cid_key[32];          /* citizen-ID HMAC key */
+    struct hmac_sha256_key cid_hmac; /* citizen-ID HMAC key, padded */
     struct metrics metrics;       /* process-wide counters and the ops registry */
     struct admin *admin;          /* the admin listener (main thread) */
     struct audit_sink *admin_sink; /* its sink; freed after the writer stops */

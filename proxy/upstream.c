@@ -15,6 +15,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/socket.h>
 
 #include "common/log.h"
 #include "common/util.h"
@@ -430,7 +431,18 @@ static void send_request(struct upconn *uc)
     struct up_request *r = uc->req;
     struct evbuffer *out = bufferevent_get_output(uc->bev);
     size_t len = evbuffer_get_length(r->bytes);
-    evbuffer_add(out, evbuffer_pullup(r->bytes, (ev_ssize_t)len), len);
+    const char *bytes = (const char *)evbuffer_pullup(r->bytes, (ev_ssize_t)len);
+    size_t sent = 0;
+    if (uc->pool->ssl_ctx == NULL && evbuffer_get_length(out) == 0) {
+        /* The connection is established and idle: write now. Through the bufferevent, every
+         * request would add and then remove its write event (two epoll_ctl calls); what the
+         * socket does not take, and any error, is left to the bufferevent. */
+        ssize_t n = send(bufferevent_getfd(uc->bev), bytes, len, MSG_NOSIGNAL);
+        if (n > 0)
+            sent = (size_t)n;
+    }
+    if (sent < len)
+        evbuffer_add(out, bytes + sent, len - sent);
     uc->state = UP_ST_BUSY;
     uc->nreq++;
     uc->got_bytes = 0;

@@ -247,7 +247,15 @@ struct worker *worker_new(struct server *srv, int idx, char *err, size_t errlen)
     w->idx = idx;
     TAILQ_INIT(&w->conns);
     w->ctl[0] = w->ctl[1] = -1;
-    w->base = event_base_new();
+    /* The epoll changelist merges the event changes of one loop pass into at most one
+     * epoll_ctl per descriptor (a bufferevent adds and removes its write event around every
+     * response). */
+    struct event_config *ec = event_config_new();
+    if (ec)
+        event_config_set_flag(ec, EVENT_BASE_FLAG_EPOLL_USE_CHANGELIST);
+    w->base = ec ? event_base_new_with_config(ec) : NULL;
+    if (ec)
+        event_config_free(ec);
     if (w->base == NULL || pipe2(w->ctl, O_CLOEXEC | O_NONBLOCK) != 0) {
         snprintf(err, errlen, "cannot create an event loop");
         goto fail;
@@ -324,6 +332,7 @@ void worker_join_and_free(struct worker *w)
     upstream_pool_free(w->pool);
     quota_store_free(w->store); /* after the connections: their pending ops are cancelled */
     policy_unref(w->policy);
+    conn_worker_cache_free(w);
     if (w->ctl_ev)
         event_free(w->ctl_ev);
     accept_pause_free(&w->pause);

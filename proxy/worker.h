@@ -13,6 +13,7 @@
 
 struct server;
 struct conn;
+struct gate;
 struct event_base;
 struct evconnlistener;
 struct event;
@@ -64,6 +65,8 @@ struct worker {
     struct jsonw jw;                        /* audit record being built */
     struct event *sample_timer;             /* publishes gauges for metrics every second */
     struct met_worker met;                  /* this worker's counters */
+    struct gate *gate_free;                 /* per-request decision state, for reuse */
+    int ngate_free;
 };
 
 /* Creates the worker and binds its listeners; returns NULL with a message in err. */

@@ -2,6 +2,8 @@
  * and the writer with verify on a real directory (open, write, close, reopen, tamper). */
 #include <jansson.h>
 #include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/sha.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -238,8 +240,60 @@ static void test_writer(void)
     EVP_PKEY_free(pub);
 }
 
+/* common/sha256: RFC 4231 vectors, and agreement with OpenSSL's one-shot HMAC() and SHA256()
+ * for keys and messages of every length around the block size. */
+static void test_sha256(void)
+{
+    struct hmac_sha256_key k;
+    uint8_t mac[32], ref[32];
+    char hex[65];
+    uint8_t key20[20];
+    memset(key20, 0x0b, sizeof key20);
+    hmac_sha256_key_init(&k, key20, sizeof key20);
+    hmac_sha256(&k, "Hi There", 8, mac);
+    hex_encode(mac, 32, hex);
+    CHECK(strcmp(hex, "b0344c61d8db38535ca8afceaf0bf12b881dc200c9833da726e9376c2e32cff7") == 0);
+    hmac_sha256_key_init(&k, (const uint8_t *)"Jefe", 4);
+    hmac_sha256(&k, "what do ya want for nothing?", 28, mac);
+    hex_encode(mac, 32, hex);
+    CHECK(strcmp(hex, "5bdcc146bf60754e6a042426089575c75a003f089d2739839dec58b964ec3843") == 0);
+    uint8_t key[200], msg[200];
+    for (size_t i = 0; i < sizeof key; i++) {
+        key[i] = (uint8_t)(i * 7 + 1);
+        msg[i] = (uint8_t)(i * 13 + 5);
+    }
+    for (size_t kl = 0; kl <= 131; kl += 1 + kl / 8) {
+        hmac_sha256_key_init(&k, key, kl);
+        for (size_t ml = 0; ml <= 130; ml += 1 + ml / 4) {
+            unsigned rl = sizeof ref;
+            hmac_sha256(&k, msg, ml, mac);
+            HMAC(EVP_sha256(), key, (int)kl, msg, ml, ref, &rl);
+            CHECK(memcmp(mac, ref, 32) == 0);
+        }
+    }
+    for (size_t a = 0; a <= 130; a += 7) {
+        sha256_two(msg, a, key, 130 - a, mac);
+        uint8_t both[260];
+        memcpy(both, msg, a);
+        memcpy(both + a, key, 130 - a);
+        SHA256(both, 130, ref);
+        CHECK(memcmp(mac, ref, 32) == 0);
+    }
+    uint8_t cid[CID_KEY_BYTES];
+    memset(cid, 0x42, sizeof cid);
+    char t1[65], t2[65];
+    hmac_sha256_key_init(&k, cid, sizeof cid);
+    audit_cid_token(cid, "079123456789", 12, t1);
+    audit_cid_token_k(&k, "079123456789", 12, t2);
+    unsigned rl = sizeof ref;
+    HMAC(EVP_sha256(), cid, sizeof cid, (const uint8_t *)"079123456789", 12, ref, &rl);
+    hex_encode(ref, 32, hex);
+    CHECK(strcmp(t1, hex) == 0 && strcmp(t2, hex) == 0);
+}
+
 int main(void)
 {
+    test_sha256();
     test_merkle_vectors();
     test_escaping();
     test_writer();
