@@ -457,7 +457,11 @@ static void send_request(struct upconn *uc)
     evbuffer_drain(r->resp_body, evbuffer_get_length(r->resp_body));
     evbuffer_drain(r->resp_hdrs, evbuffer_get_length(r->resp_hdrs));
     arm(uc->timer, uc->pool->cfg->response_timeout_ms);
-    bufferevent_enable(uc->bev, EV_READ | EV_WRITE);
+    /* Only what is not enabled yet: enabling EV_WRITE again adds the write event even with
+     * nothing to write (one epoll_ctl to add it, one when it fires empty). */
+    short have = bufferevent_get_enabled(uc->bev);
+    if ((have & (EV_READ | EV_WRITE)) != (EV_READ | EV_WRITE))
+        bufferevent_enable(uc->bev, (short)((EV_READ | EV_WRITE) & ~have));
 }
 
 static void attach(struct upconn *uc, struct up_request *r)
