@@ -291,8 +291,8 @@ def main():
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("-d", "--duration", type=int, default=10, help="seconds per wrk run")
     ap.add_argument("-c", "--conns", type=int, default=256,
-                    help="wrk connections (lookupgate waits for two fsyncs per lookup, so it needs
-                    more than nginx to saturate; at 64 it is latency-bound)")
+                    help="wrk connections (lookupgate waits for two fsyncs per lookup, so it "
+                         "needs more than nginx to saturate; at 64 it is latency-bound)")
     ap.add_argument("-t", "--threads", type=int, default=2, help="wrk threads")
     ap.add_argument("-r", "--rounds", type=int, default=3)
     ap.add_argument("-w", "--workers", type=int, default=1,
