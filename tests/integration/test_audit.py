@@ -4,6 +4,8 @@ detected and located by lookupgate-audit verify; kill -9 under load; a failing d
 lookups and recovers; checkpoints kept from an earlier visit; several instances merged."""
 
 import csv
+import datetime
+import glob
 import hashlib
 import io
 import json
@@ -680,6 +682,56 @@ class Rotation(AuditBase):
         self.assertEqual(set(ids), {rid for _, rid in got})
         self.assertTrue(all(v == ["lookup.intent", "lookup.result"] for v in ids.values()))
         self.assertEqual(self.stub.count(), n)
+
+
+    def test_g6_rotation_at_local_midnight(self):
+        """The gateway's clock (libfaketime) starts 3 s before local midnight in Asia/Ho_Chi_Minh:
+        a lookup before midnight lands in that day's segment, one after it in a new segment
+        named for the new day, the old one ends on its own checkpoint, and the chain verifies
+        across the two."""
+        libfaketime = next(iter(glob.glob("/usr/lib/*/faketime/libfaketime.so.1")), None)
+        if libfaketime is None:
+            if os.environ.get("CI"):
+                self.fail("faketime is required in CI (./deploy/test.sh installs it)")
+            self.skipTest("faketime missing")
+        ict = datetime.timezone(datetime.timedelta(hours=7))  # Asia/Ho_Chi_Minh, no DST
+        now = datetime.datetime.now(ict)
+        midnight = datetime.datetime.combine(now.date() + datetime.timedelta(days=1),
+                                             datetime.time(0), ict)
+        offset = int((midnight - now).total_seconds()) - 3
+        env = {"LD_PRELOAD": libfaketime, "FAKETIME": "+%ds" % offset,
+               "FAKETIME_DONT_FAKE_MONOTONIC": "1",
+               "ASAN_OPTIONS": "detect_leaks=1:abort_on_error=0:verify_asan_link_order=0"}
+        g = self.gateway(env=env)
+        before = lookup(g.port, "a.bulk", CITIZENS[0])
+        self.assertEqual(before.status, 200)
+        day0 = midnight.date() - datetime.timedelta(days=1)
+        # the gateway's midnight is 3 s after `now` in real time
+        time.sleep(max(0.0, now.timestamp() + 4.0 - time.time()))
+        after = lookup(g.port, "a.bulk", CITIZENS[2])
+        self.assertEqual(after.status, 200)
+        g.stop()  # verifies the chain across both segments
+        segs = sorted(x for x in os.listdir(g.audit_dir) if x.endswith(".jsonl"))
+        names = ["%s-%s-" % (g.config["instance"], d.strftime("%Y%m%d"))
+                 for d in (day0, midnight.date())]
+        self.assertTrue(any(x.startswith(names[0]) for x in segs), segs)
+        self.assertTrue(any(x.startswith(names[1]) for x in segs), segs)
+
+        def segment_of(resp):
+            rid = resp.header("x-request-id")
+            found = set()
+            for x in segs:
+                with open(os.path.join(g.audit_dir, x)) as f:
+                    if any(json.loads(l).get("request_id") == rid for l in f):
+                        found.add(x)
+            return found
+        self.assertEqual(len(segment_of(before)), 1)
+        self.assertTrue(segment_of(before).pop().startswith(names[0]))
+        self.assertEqual(len(segment_of(after)), 1)
+        self.assertTrue(segment_of(after).pop().startswith(names[1]))
+        old = next(x for x in segs if x.startswith(names[0]))
+        with open(os.path.join(g.audit_dir, old)) as f:
+            self.assertEqual(json.loads(f.read().splitlines()[-1])["type"], "checkpoint")
 
 
 class Backpressure(AuditBase):
