@@ -98,6 +98,30 @@ class AuditBase(unittest.TestCase):
         self.gws.append(g)
         return g
 
+    def burst(self, g, n, timeout):
+        """n lookups started together (a barrier); returns their responses."""
+        out = [None] * n
+        go = threading.Barrier(n)
+
+        def run(i):
+            go.wait()
+            out[i] = lookup(g.port, "a.bulk", CITIZENS[i % len(CITIZENS)], timeout=timeout)
+        ts = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(2 * timeout)
+        return out
+
+    def lookup_until_ok(self, g, citizen, timeout, pause):
+        """Repeats a lookup until it is admitted (200) or timeout s pass; returns the last."""
+        deadline = time.time() + timeout
+        while True:
+            r = lookup(g.port, "a.bulk", citizen)
+            if r.status == 200 or time.time() > deadline:
+                return r
+            time.sleep(pause)
+
     def records_of(self, g, resp, n):
         """Waits for n records of the response's request id; returns them."""
         rid = resp.header("x-request-id")
@@ -553,12 +577,7 @@ class IoErrors(AuditBase):
             self.assertEqual(st, 503)
             self.assertIn("Input/output error", json.loads(body)["checks"]["audit"]["error"])
             self.fiu(g, "disable name=%s" % point)
-            deadline = time.time() + 5
-            while time.time() < deadline:
-                r = lookup(g.port, "a.bulk", CITIZENS[2])
-                if r.status == 200:
-                    break
-                time.sleep(0.1)
+            r = self.lookup_until_ok(g, CITIZENS[2], 5, 0.1)
             self.assertEqual(r.status, 200, point)
         g.stop(expect_code=0, verify=False)
         rc, out = g.verify()
@@ -625,12 +644,7 @@ class DiskFailure(AuditBase):
         self.assertEqual(self.stub.count(), before)  # nothing went upstream
         self.assertIn(b"audit log: write", g.log_text())
         os.unlink(filler)
-        deadline = time.time() + 10
-        while time.time() < deadline:
-            r = lookup(g.port, "a.bulk", CITIZENS[2])
-            if r.status == 200:
-                break
-            time.sleep(0.2)
+        r = self.lookup_until_ok(g, CITIZENS[2], 10, 0.2)
         self.assertEqual(r.status, 200)
         self.assertEqual(self.stub.count(), before + 1)
         self.assertIn(b"audit log writable again", g.log_text())
@@ -651,6 +665,110 @@ class DiskFailure(AuditBase):
         # Refusals are still recorded while space is low.
         recs = self.records_of(g, r, 1)
         self.assertEqual(recs[0]["rule"], "audit-unavailable")
+        g.stop()
+
+
+def auditfault_env(ctl):
+    """Preloads tests/faults/auditfault.c (after libasan in the ASan build), steered by ctl."""
+    shim = os.path.join(lgtest.BUILD, "liblg_auditfault.so")
+    if not os.path.exists(shim):
+        raise AssertionError("%s is missing (built with the tests)" % shim)
+    ldd = subprocess.run(["ldd", os.path.join(lgtest.BUILD, "lookupgate")],
+                         capture_output=True).stdout.decode()
+    asan = [l.split("=>")[1].split()[0] for l in ldd.splitlines() if "libasan" in l and "=>" in l]
+    return {"LD_PRELOAD": " ".join(asan + [shim]), "LG_AUDITFAULT": ctl}
+
+
+class WriteFaults(AuditBase):
+    """G3 and G4 with faults injected into the audit segments only (tests/faults/auditfault.c):
+    short and interrupted writes, EIO from write(), and a slow fdatasync."""
+
+    def setUp(self):
+        super().setUp()
+        self.ctl = os.path.join(self.tmp, "auditfault.ctl")
+        self.set_faults("")
+
+    def set_faults(self, text):
+        with open(self.ctl + ".new", "w") as f:
+            f.write(text)
+        os.replace(self.ctl + ".new", self.ctl)
+
+    def segment_lines(self, g):
+        lines = []
+        for x in sorted(os.listdir(g.audit_dir)):
+            if x.endswith(".jsonl"):
+                with open(os.path.join(g.audit_dir, x), "rb") as f:
+                    lines += f.read().split(b"\n")[:-1]
+        return lines
+
+    def test_g3_short_and_interrupted_writes_tear_nothing(self):
+        g = self.gateway(env=auditfault_env(self.ctl))
+        self.assertEqual(lookup(g.port, "a.bulk", CITIZENS[0]).status, 200)
+        self.set_faults("short=7 eintr=3")  # 7 bytes a call, and every third call EINTR
+        got = []
+
+        def run(k):
+            for i in range(6):
+                r = lookup(g.port, "a.bulk", CITIZENS[(k + i) % len(CITIZENS)], timeout=20)
+                got.append(r.status)
+        ts = [threading.Thread(target=run, args=(k,)) for k in range(4)]
+        for t in ts:
+            t.start()
+        for t in ts:
+            t.join(60)
+        self.assertEqual(got, [200] * 24)
+        self.set_faults("")
+        g.stop()  # verifies
+        for line in self.segment_lines(g):  # every line whole: none torn, none interleaved
+            json.loads(line)
+        recs = read_audit(g.audit_dir)
+        self.assertEqual([r["seq"] for r in recs], list(range(len(recs))))
+        self.assertEqual(sum(r["type"] == "lookup.result" for r in recs), 25)
+        self.assertEqual(self.stub.count(), 25)
+
+    def test_g3_eio_from_write_refuses_then_recovers(self):
+        g = self.gateway(env=auditfault_env(self.ctl))
+        self.assertEqual(lookup(g.port, "a.bulk", CITIZENS[0]).status, 200)
+        self.set_faults("eio=1")
+        for i in range(3):
+            r = lookup(g.port, "a.bulk", CITIZENS[1])
+            self.assertEqual(r.status, 503)
+            self.assertEqual(r.json()["type"], "urn:lookupgate:problem:audit-unavailable")
+            time.sleep(0.25)
+        self.assertEqual(self.stub.count(), 1)  # nothing unaudited went upstream
+        st, _, body = g.admin("/readyz")
+        self.assertEqual(st, 503)
+        self.assertIn("Input/output error", json.loads(body)["checks"]["audit"]["error"])
+        self.set_faults("")
+        r = self.lookup_until_ok(g, CITIZENS[2], 5, 0.1)
+        self.assertEqual(r.status, 200)
+        g.stop()  # the log verifies across the failed and the new segment
+        for line in self.segment_lines(g):
+            json.loads(line)
+        recs = read_audit(g.audit_dir)
+        self.assertEqual([r["seq"] for r in recs], list(range(len(recs))))
+        refused = [r for r in recs if r["type"] == "request.refused"
+                   and r.get("rule") == "audit-unavailable"]
+        self.assertGreaterEqual(len(refused), 1)  # the refusals were recorded once it recovered
+
+    def test_g4_slow_fsync_bounds_the_queue_with_503(self):
+        """fdatasync takes 400 ms: with at most 16 records held, a burst of 30 lookups gets
+        503 audit-unavailable for what does not fit, nothing of those upstream, the gateway's
+        memory does not grow with the backlog, and every request is recorded in the end."""
+        g = self.gateway({"audit": {"queue_records": 16}}, env=auditfault_env(self.ctl))
+        self.assertEqual(lookup(g.port, "a.bulk", CITIZENS[0]).status, 200)
+        rss0 = lgtest.rss_kib(g.proc.pid)
+        self.set_faults("fsync_ms=400")
+        out = self.burst(g, 30, timeout=30)
+        statuses = [r.status for r in out]
+        self.assertEqual(set(statuses), {200, 503}, statuses)
+        self.assertGreaterEqual(statuses.count(503), 1)
+        self.assertEqual(self.stub.count(), 1 + statuses.count(200))
+        self.assertLess(lgtest.rss_kib(g.proc.pid) - rss0, 16 * 1024)
+        self.set_faults("")
+        ids = {r.header("x-request-id") for r in out}
+        recs = g.wait_audit(lambda rs: ids <= {x.get("request_id") for x in rs}, timeout=20)
+        self.assertTrue(ids <= {x.get("request_id") for x in recs})
         g.stop()
 
 
@@ -740,17 +858,7 @@ class Backpressure(AuditBase):
         30 lookups gets 16 admitted and the rest 503 audit-unavailable, nothing of those
         upstream, and every request recorded."""
         g = self.gateway({"audit": {"queue_records": 16, "group_commit_us": 100000}})
-        out = [None] * 30
-        go = threading.Barrier(30)
-
-        def run(i):
-            go.wait()
-            out[i] = lookup(g.port, "a.bulk", CITIZENS[i % len(CITIZENS)], timeout=10)
-        ts = [threading.Thread(target=run, args=(i,)) for i in range(30)]
-        for t in ts:
-            t.start()
-        for t in ts:
-            t.join(30)
+        out = self.burst(g, 30, timeout=10)
         statuses = sorted(r.status for r in out)
         ok = statuses.count(200)
         self.assertGreater(ok, 0)
