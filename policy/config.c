@@ -76,6 +76,7 @@ static const struct cfg_key tls_server_keys[] = {
     K_STR(struct cfg_tls_server, cert, 1),
     K_STR(struct cfg_tls_server, key, 1),
     K_STR(struct cfg_tls_server, client_ca, 0),
+    K_STR(struct cfg_tls_server, client_crl, 0),
     K_BOOL(struct cfg_tls_server, require_client_cert, 0),
     K_END,
 };
@@ -193,6 +194,8 @@ static void load_listeners(struct cfg_ctx *c, json_t *arr, struct lg_config *cfg
             cfg_apply(c, tls, path, tls_server_keys, &l->tls, NULL);
             if (l->tls.require_client_cert && l->tls.client_ca == NULL)
                 cfg_error(c, path, "require_client_cert needs client_ca");
+            if (l->tls.client_crl && l->tls.client_ca == NULL)
+                cfg_error(c, path, "client_crl needs client_ca");
         }
     }
 }
@@ -451,6 +454,8 @@ static void load_admin(struct cfg_ctx *c, json_t *v, struct cfg_admin *a)
         cfg_apply(c, tls, "admin.tls", tls_server_keys, &a->tls, NULL);
         if (a->tls.require_client_cert && a->tls.client_ca == NULL)
             cfg_error(c, "admin.tls", "require_client_cert needs client_ca");
+        if (a->tls.client_crl && a->tls.client_ca == NULL)
+            cfg_error(c, "admin.tls", "client_crl needs client_ca");
     }
 }
 
@@ -632,6 +637,7 @@ static void free_tls_server(struct cfg_tls_server *t)
     free(t->cert);
     free(t->key);
     free(t->client_ca);
+    free(t->client_crl);
 }
 
 void config_free(struct lg_config *cfg)

@@ -10,6 +10,7 @@ struct cfg_tls_server {
     char *cert;              /* PEM certificate chain */
     char *key;               /* PEM private key */
     char *client_ca;         /* CA file for client certificates, or NULL */
+    char *client_crl;        /* PEM CRL(s) checked for every client certificate, or NULL */
     int require_client_cert; /* 1: handshake fails without a valid client certificate */
 };
 

@@ -63,6 +63,16 @@ SSL_CTX *tls_server_ctx_new(const struct cfg_tls_server *t, char *err, size_t er
         /* Client certificates must be meant for client authentication. */
         X509_VERIFY_PARAM_set_purpose(SSL_CTX_get0_param(ctx), X509_PURPOSE_SSL_CLIENT);
     }
+    if (t->client_crl) {
+        /* Every certificate of the client's chain is checked against the CRLs; a CA without a
+         * CRL in the file fails the handshake (fail closed: a missing CRL is not "revoked
+         * nothing"). */
+        X509_STORE *store = SSL_CTX_get_cert_store(ctx);
+        X509_LOOKUP *lk = X509_STORE_add_lookup(store, X509_LOOKUP_file());
+        if (lk == NULL || X509_load_crl_file(lk, t->client_crl, X509_FILETYPE_PEM) < 1)
+            return ctx_fail(ctx, err, errlen, "cannot load client CRL", t->client_crl);
+        X509_STORE_set_flags(store, X509_V_FLAG_CRL_CHECK | X509_V_FLAG_CRL_CHECK_ALL);
+    }
     return ctx;
 }
 

@@ -120,6 +120,16 @@ class Cli(unittest.TestCase):
                            'key "admin.tokens[1].sha256"',
                            'key "admin.bogus": unknown key')
 
+    def test_tls_client_settings_need_a_ca(self):
+        self.check_invalid('{"listeners": [{"address": "127.0.0.1:8080", "tls": {"cert": "c.pem",\n'
+                           '   "key": "k.pem", "client_crl": "ca.crl"}}],\n'
+                           ' "upstream": {"url": "http://a:1"},\n'
+                           ' "admin": {"tls": {"cert": "c.pem", "key": "k.pem", "client_crl": "x",\n'
+                           '   "require_client_cert": true}}}',
+                           'client_crl needs client_ca',
+                           'key "admin.tls": require_client_cert needs client_ca',
+                           'key "admin.tls": client_crl needs client_ca')
+
     def test_missing_file(self):
         r = run("-t", "-c", "/nonexistent/lookupgate.json")
         self.assertEqual(r.returncode, 1)

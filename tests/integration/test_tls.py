@@ -36,6 +36,20 @@ def make_cert(d, ca, name, cn, ext):
        "-CAcreateserial", "-out", name + ".crt", "-days", "2", "-extfile", name + ".ext", cwd=d)
 
 
+def revoke(d, ca, names, crl):
+    """Revokes the certificates names (issued by ca) and writes ca's CRL to crl."""
+    with open(os.path.join(d, ca + ".cnf"), "w") as f:
+        f.write("[ca]\ndefault_ca=d\n[d]\ndatabase=%s.index\ncrlnumber=%s.crlnumber\n"
+                "default_md=sha256\ndefault_crl_days=2\n" % (ca, ca))
+    open(os.path.join(d, ca + ".index"), "w").close()
+    with open(os.path.join(d, ca + ".crlnumber"), "w") as f:
+        f.write("01\n")
+    base = ["openssl", "ca", "-config", ca + ".cnf", "-keyfile", ca + ".key", "-cert", ca + ".crt"]
+    for n in names:
+        sh(*base, "-revoke", n + ".crt", cwd=d)
+    sh(*base, "-gencrl", "-out", crl, cwd=d)
+
+
 class TlsFront:
     """Terminates TLS with cert/key and pipes the plaintext bytes to 127.0.0.1:backend."""
 
@@ -103,6 +117,8 @@ class Tls(unittest.TestCase):
         make_cert(d, "ca", "client", "tiepnhan", "extendedKeyUsage=clientAuth\n")
         make_cert(d, "otherca", "rogue", "rogue", "extendedKeyUsage=clientAuth\n")
         make_cert(d, "ca", "serveronly", "serveronly", "extendedKeyUsage=serverAuth\n")
+        make_cert(d, "ca", "revoked", "left-the-office", "extendedKeyUsage=clientAuth\n")
+        revoke(d, "ca", ["revoked"], "ca.crl")
         cls.stub = Stub(d)
         p = lambda n: os.path.join(d, n)
         cls.gw = Gateway(d, cls.stub.port, {"limits": {"idle_timeout_ms": 1000}},
@@ -110,6 +126,10 @@ class Tls(unittest.TestCase):
         cls.mtls = Gateway(d, cls.stub.port, tls={"cert": p("server.crt"), "key": p("server.key"),
                                                   "client_ca": p("ca.crt"),
                                                   "require_client_cert": True})
+        cls.crl = Gateway(d, cls.stub.port, tls={"cert": p("server.crt"), "key": p("server.key"),
+                                                 "client_ca": p("ca.crt"),
+                                                 "client_crl": p("ca.crl"),
+                                                 "require_client_cert": True})
         cls.front = TlsFront(p("server.crt"), p("server.key"), cls.stub.port)
 
     @classmethod
@@ -117,6 +137,7 @@ class Tls(unittest.TestCase):
         try:
             cls.gw.stop()
             cls.mtls.stop()
+            cls.crl.stop()
             cls.front.close()
         finally:
             cls.stub.stop()
@@ -190,6 +211,35 @@ class Tls(unittest.TestCase):
         self.assertEqual([x["type"] for x in recs], ["lookup.intent", "lookup.result"])
         for x in recs:
             self.assertEqual(x["tls_client"], "sha256:" + hashlib.sha256(der).hexdigest())
+
+    def client_ctx(self, name):
+        c = self.ctx()
+        c.load_cert_chain(os.path.join(self.d, name + ".crt"), os.path.join(self.d, name + ".key"))
+        return c
+
+    def test_h7_revoked_client_certificate_fails(self):
+        """With client_crl, a certificate the CA revoked fails the handshake and nothing goes
+        upstream; one it did not revoke works. Without the CRL the revoked one is accepted
+        (the mtls gateway), so the CRL is what refuses it."""
+        before = self.stub.count()
+        with self.assertRaises((ssl.SSLError, ConnectionResetError, IndexError)):
+            self.request(self.crl.port, self.client_ctx("revoked"))
+        self.assertEqual(self.stub.count(), before)
+        r, _ = self.request(self.crl.port, self.client_ctx("client"))
+        self.assertEqual(r.status, 200)
+        r, _ = self.request(self.mtls.port, self.client_ctx("revoked"))
+        self.assertEqual(r.status, 200)
+        # a file without a CRL in it stops the start (fail closed), naming the setting's file
+        p = lambda n: os.path.join(self.d, n)
+        bad = Gateway(self.d, self.stub.port, wait=False,
+                      tls={"cert": p("server.crt"), "key": p("server.key"),
+                           "client_ca": p("ca.crt"), "client_crl": p("server.crt")})
+        try:
+            self.assertEqual(bad.proc.wait(10), 1)
+            self.assertIn(b"cannot load client CRL", bad.log_text())
+            self.assertIn(p("server.crt").encode(), bad.log_text())
+        finally:
+            bad.stop(expect_code=None, verify=False)
 
     def test_h13_plain_http_on_tls_port_closes_cleanly(self):
         with socket.create_connection(("127.0.0.1", self.gw.port), timeout=3) as s:
