@@ -668,6 +668,18 @@ struct admin *admin_new(struct server *s, struct event_base *base, char *err, si
     return ad;
 }
 
+int admin_reload_tls(struct admin *ad, char *err, size_t errlen)
+{
+    if (ad->tls == NULL)
+        return 0;
+    SSL_CTX *ctx = tls_server_ctx_new(&ad->s->cfg->admin.tls, err, errlen);
+    if (ctx == NULL)
+        return -1;
+    SSL_CTX_free(ad->tls); /* connections keep their own reference (SSL_new) */
+    ad->tls = ctx;
+    return 0;
+}
+
 void admin_free(struct admin *ad)
 {
     if (ad == NULL)

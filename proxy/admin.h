@@ -19,5 +19,8 @@ struct admin;
 struct admin *admin_new(struct server *s, struct event_base *base, char *err, size_t errlen);
 /* Closes every admin connection; before the audit log closes. */
 void admin_free(struct admin *a);
+/* Reads the admin listener's TLS files again and uses them for new connections; 0, or -1 with
+ * the reason in err and the current context kept. Nothing to do without admin TLS. */
+int admin_reload_tls(struct admin *a, char *err, size_t errlen);
 
 #endif

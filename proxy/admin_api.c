@@ -444,12 +444,15 @@ void h_reload(struct aconn *c)
     char who[160];
     snprintf(who, sizeof who, "%s", c->who->name);
     struct policy *before = admin_policy(c->ad);
+    int tls_rc = server_reload_tls(c->ad->s); /* as SIGHUP: certificates, then the policy */
     int rc = server_reload_policy(c->ad->s, who, err, 65536);
     struct policy *after = admin_policy(c->ad);
     json_t *o = json_object();
     json_object_set_new(o, "result", json_string(rc == 0 ? "ok" : "refused"));
     json_object_set_new(o, "policy", json_string(after->version));
     json_object_set_new(o, "previous", json_string(before->version));
+    json_object_set_new(o, "tls", json_string(tls_rc == 0 ? "ok" : "refused (see the log); the "
+                                              "current certificates stay"));
     if (rc == 0) {
         json_object_set_new(o, "accounts", json_integer((json_int_t)after->naccounts));
     } else {

@@ -119,29 +119,87 @@ static void on_hup(evutil_socket_t sig, short what, void *arg)
         log_error("SIGHUP: cannot reopen the log file");
     else
         log_info("SIGHUP: log reopened");
+    server_reload_tls(sc->srv);
     server_reload_policy(sc->srv, NULL, NULL, 0);
+}
+
+/* New contexts for every TLS listener (out[i], NULL for plain) and the upstream (*up);
+ * 0, or -1 with the reason logged and nothing left allocated. */
+static int load_tls(struct server *s, SSL_CTX **out, SSL_CTX **up, const char *what)
+{
+    char err[512];
+    size_t n = s->cfg->nlisteners;
+    *up = NULL;
+    for (size_t i = 0; i < n; i++)
+        out[i] = NULL;
+    for (size_t i = 0; i < n; i++) {
+        if (!s->cfg->listeners[i].tls_enabled)
+            continue;
+        out[i] = tls_server_ctx_new(&s->cfg->listeners[i].tls, err, sizeof err);
+        if (out[i] == NULL) {
+            log_error("%slistener %s: %s", what, s->cfg->listeners[i].address, err);
+            goto fail;
+        }
+    }
+    if (s->cfg->upstream.tls) {
+        *up = tls_client_ctx_new(&s->cfg->upstream, err, sizeof err);
+        if (*up == NULL) {
+            log_error("%supstream: %s", what, err);
+            goto fail;
+        }
+    }
+    return 0;
+fail:
+    for (size_t i = 0; i < n; i++)
+        SSL_CTX_free(out[i]);
+    return -1;
 }
 
 static int setup_tls(struct server *s)
 {
+    size_t n = s->cfg->nlisteners;
+    SSL_CTX **ctx = xcalloc(n, sizeof *ctx), *up;
+    s->listener_tls = xcalloc(n, sizeof *s->listener_tls);
+    int rc = load_tls(s, ctx, &up, "");
+    for (size_t i = 0; i < n; i++)
+        tls_slot_init(&s->listener_tls[i], rc == 0 ? ctx[i] : NULL);
+    tls_slot_init(&s->upstream_tls, rc == 0 ? up : NULL);
+    s->tls_ready = 1;
+    free(ctx);
+    return rc;
+}
+
+int server_reload_tls(struct server *s)
+{
+    size_t n = s->cfg->nlisteners, count = 0;
+    SSL_CTX **ctx = xcalloc(n, sizeof *ctx), *up;
     char err[512];
-    s->listener_tls = xcalloc(s->cfg->nlisteners, sizeof *s->listener_tls);
-    for (size_t i = 0; i < s->cfg->nlisteners; i++) {
-        if (!s->cfg->listeners[i].tls_enabled)
-            continue;
-        s->listener_tls[i] = tls_server_ctx_new(&s->cfg->listeners[i].tls, err, sizeof err);
-        if (s->listener_tls[i] == NULL) {
-            log_error("listener %s: %s", s->cfg->listeners[i].address, err);
-            return -1;
+    if (load_tls(s, ctx, &up, "TLS reload refused (the current certificates stay): ") != 0) {
+        free(ctx);
+        return -1;
+    }
+    if (s->admin && admin_reload_tls(s->admin, err, sizeof err) != 0) {
+        log_error("TLS reload refused (the current certificates stay): admin: %s", err);
+        for (size_t i = 0; i < n; i++)
+            SSL_CTX_free(ctx[i]);
+        SSL_CTX_free(up);
+        free(ctx);
+        return -1;
+    }
+    for (size_t i = 0; i < n; i++) {
+        if (ctx[i]) {
+            tls_slot_set(&s->listener_tls[i], ctx[i]);
+            count++;
         }
     }
-    if (s->cfg->upstream.tls) {
-        s->upstream_tls = tls_client_ctx_new(&s->cfg->upstream, err, sizeof err);
-        if (s->upstream_tls == NULL) {
-            log_error("upstream: %s", err);
-            return -1;
-        }
+    if (up) {
+        tls_slot_set(&s->upstream_tls, up);
+        count++;
     }
+    free(ctx);
+    if (count || (s->admin && s->cfg->admin.tls_enabled))
+        log_info("TLS reload ok: certificates, keys, CAs and CRLs read again; new connections "
+                 "use them");
     return 0;
 }
 
@@ -216,9 +274,10 @@ static void free_server(struct server *s, const char *stop_reason)
     free(s->sinks);
     OPENSSL_cleanse(&s->cid_hmac, sizeof s->cid_hmac);
     for (size_t i = 0; s->listener_tls && i < s->cfg->nlisteners; i++)
-        SSL_CTX_free(s->listener_tls[i]);
+        tls_slot_destroy(&s->listener_tls[i]);
     free(s->listener_tls);
-    SSL_CTX_free(s->upstream_tls);
+    if (s->tls_ready)
+        tls_slot_destroy(&s->upstream_tls);
     conncap_free(s->cap);
     policy_unref(s->policy);
     quota_mem_free(s->mem);

@@ -12,6 +12,7 @@
 #include "policy/config.h"
 #include "proxy/http_head.h"
 #include "proxy/metrics.h"
+#include "proxy/tls.h"
 
 struct worker;
 struct conncap;
@@ -28,8 +29,9 @@ struct server {
     int nworkers;
     atomic_int nconns;            /* client connections of the whole process */
     struct conncap *cap;          /* per-address connection counts */
-    SSL_CTX **listener_tls;       /* per listener, NULL for plain HTTP */
-    SSL_CTX *upstream_tls;        /* NULL for a plain-HTTP upstream */
+    struct tls_slot *listener_tls; /* per listener; ctx NULL for plain HTTP */
+    struct tls_slot upstream_tls; /* ctx NULL for a plain-HTTP upstream */
+    int tls_ready;                /* the slots are initialised */
     struct http_limits hlim;      /* request limits derived from cfg->limits */
     char instance[17];            /* random id of this process, in request ids */
     struct policy *policy;        /* current policy snapshot (policy_mu; workers hold refs) */
@@ -50,6 +52,10 @@ struct server {
  * err (may be NULL) gets the errors of a refused policy, one per line. Main thread only.
  * Returns 0 if the new policy is in force. */
 int server_reload_policy(struct server *s, const char *by, char *err, size_t errlen);
+/* Loads every TLS certificate, key, CA and CRL file again (listeners, upstream, admin) and
+ * installs them for new connections; all or nothing: on any error the current ones stay.
+ * Returns 0, or -1 with the reason logged. */
+int server_reload_tls(struct server *s);
 
 /* Runs the proxy until SIGTERM/SIGINT. Returns the process exit status. */
 int server_run(struct lg_config *cfg);

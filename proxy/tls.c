@@ -121,3 +121,35 @@ void tls_peer_fingerprint(SSL *ssl, char *out, size_t outlen)
         hex_encode(md, 32, out + 7);
     }
 }
+
+void tls_slot_init(struct tls_slot *s, SSL_CTX *ctx)
+{
+    pthread_mutex_init(&s->mu, NULL);
+    s->ctx = ctx;
+}
+
+SSL_CTX *tls_slot_get(struct tls_slot *s)
+{
+    pthread_mutex_lock(&s->mu);
+    SSL_CTX *ctx = s->ctx;
+    if (ctx)
+        SSL_CTX_up_ref(ctx);
+    pthread_mutex_unlock(&s->mu);
+    return ctx;
+}
+
+void tls_slot_set(struct tls_slot *s, SSL_CTX *ctx)
+{
+    pthread_mutex_lock(&s->mu);
+    SSL_CTX *old = s->ctx;
+    s->ctx = ctx;
+    pthread_mutex_unlock(&s->mu);
+    SSL_CTX_free(old);
+}
+
+void tls_slot_destroy(struct tls_slot *s)
+{
+    SSL_CTX_free(s->ctx);
+    s->ctx = NULL;
+    pthread_mutex_destroy(&s->mu);
+}

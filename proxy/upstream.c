@@ -59,7 +59,7 @@ struct upstream_pool {
     struct event_base *base;
     const struct cfg_upstream *cfg;
     const struct cfg_limits *lim;
-    SSL_CTX *ssl_ctx;                 /* NULL for plain HTTP */
+    struct tls_slot *tls;             /* NULL for plain HTTP */
     struct sockaddr_storage addr;     /* resolved upstream address */
     socklen_t addrlen;
     struct upconn_list idle;
@@ -82,7 +82,7 @@ static void arm(struct event *ev, int ms)
 }
 
 struct upstream_pool *upstream_pool_new(struct event_base *base, const struct cfg_upstream *cfg,
-                                        const struct cfg_limits *lim, void *ssl_ctx,
+                                        const struct cfg_limits *lim, struct tls_slot *tls,
                                         char *err, size_t errlen)
 {
     struct addrinfo hints = {.ai_family = AF_UNSPEC, .ai_socktype = SOCK_STREAM};
@@ -98,7 +98,7 @@ struct upstream_pool *upstream_pool_new(struct event_base *base, const struct cf
     p->base = base;
     p->cfg = cfg;
     p->lim = lim;
-    p->ssl_ctx = ssl_ctx;
+    p->tls = tls;
     memcpy(&p->addr, res->ai_addr, res->ai_addrlen);
     p->addrlen = res->ai_addrlen;
     freeaddrinfo(res);
@@ -433,7 +433,7 @@ static void send_request(struct upconn *uc)
     size_t len = evbuffer_get_length(r->bytes);
     const char *bytes = (const char *)evbuffer_pullup(r->bytes, (ev_ssize_t)len);
     size_t sent = 0;
-    if (uc->pool->ssl_ctx == NULL && evbuffer_get_length(out) == 0) {
+    if (uc->pool->tls == NULL && evbuffer_get_length(out) == 0) {
         /* The connection is established and idle: write now. Through the bufferevent, every
          * request would add and then remove its write event (two epoll_ctl calls); what the
          * socket does not take, and any error, is left to the bufferevent. */
@@ -516,7 +516,7 @@ static void upconn_event_cb(struct bufferevent *bev, short what, void *arg)
         return;
     }
     if (uc->state == UP_ST_CONNECTING) {
-        unsigned long e = uc->pool->ssl_ctx ? bufferevent_get_openssl_error(bev) : 0;
+        unsigned long e = uc->pool->tls ? bufferevent_get_openssl_error(bev) : 0;
         fail(uc, 502, e ? "upstream TLS handshake failed" : "upstream connect failed");
         return;
     }
@@ -568,8 +568,10 @@ static void start_new(struct upstream_pool *p, struct up_request *r)
     uc->timer = evtimer_new(p->base, upconn_timer_cb, uc);
     p->total++;
     attach(uc, r);
-    if (p->ssl_ctx) {
-        SSL *ssl = tls_client_ssl_new(p->ssl_ctx, p->cfg);
+    if (p->tls) {
+        SSL_CTX *ctx = tls_slot_get(p->tls); /* the current one: a reload may replace it */
+        SSL *ssl = ctx ? tls_client_ssl_new(ctx, p->cfg) : NULL;
+        SSL_CTX_free(ctx);
         if (ssl)
             uc->bev = bufferevent_openssl_socket_new(p->base, -1, ssl, BUFFEREVENT_SSL_CONNECTING,
                                                      BEV_OPT_CLOSE_ON_FREE);

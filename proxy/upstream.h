@@ -10,6 +10,8 @@
 
 #include "policy/config.h"
 
+struct tls_slot;
+
 struct event_base;
 struct evbuffer;
 struct event;
@@ -47,7 +49,7 @@ struct up_request {
 };
 
 struct upstream_pool *upstream_pool_new(struct event_base *base, const struct cfg_upstream *cfg,
-                                        const struct cfg_limits *lim, void *ssl_ctx,
+                                        const struct cfg_limits *lim, struct tls_slot *tls,
                                         char *err, size_t errlen);
 void upstream_pool_free(struct upstream_pool *p);
 /* Closes idle connections (graceful shutdown). */

@@ -68,7 +68,10 @@ static void on_accept(struct evconnlistener *l, evutil_socket_t fd, struct socka
         evutil_closesocket(fd);
         return;
     }
-    conn_new(w, fd, sa, salen, li < w->nlisteners ? s->listener_tls[li] : NULL);
+    /* A reference to the listener's current context: a reload may replace it meanwhile. */
+    SSL_CTX *tls = li < w->nlisteners ? tls_slot_get(&s->listener_tls[li]) : NULL;
+    conn_new(w, fd, sa, salen, tls);
+    SSL_CTX_free(tls);
 }
 
 static void accept_retry_cb(evutil_socket_t fd, short what, void *arg)
@@ -277,7 +280,8 @@ struct worker *worker_new(struct server *srv, int idx, char *err, size_t errlen)
     }
     w->store = quota_store_new(w->base, &srv->cfg->store, srv->mem);
     w->pool = upstream_pool_new(w->base, &srv->cfg->upstream, &srv->cfg->limits,
-                                srv->upstream_tls, err, errlen);
+                                srv->cfg->upstream.tls ? &srv->upstream_tls : NULL, err,
+                                errlen);
     if (w->pool == NULL)
         goto fail;
     for (size_t i = 0; i < srv->cfg->nlisteners; i++) {

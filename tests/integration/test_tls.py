@@ -5,11 +5,14 @@ certificate) before the real stub: gateway → (TLS) → front → stub."""
 
 import hashlib
 import os
+import shutil
+import signal
 import socket
 import ssl
 import subprocess
 import tempfile
 import threading
+import time
 import unittest
 
 from lgtest import Gateway, Stub, get, parse_responses
@@ -48,6 +51,19 @@ def revoke(d, ca, names, crl):
     for n in names:
         sh(*base, "-revoke", n + ".crt", cwd=d)
     sh(*base, "-gencrl", "-out", crl, cwd=d)
+
+
+def read_one(s):
+    """One response from the keep-alive connection s."""
+    data = b""
+    while True:
+        resps, _ = parse_responses(data)
+        if resps:
+            return resps[0]
+        chunk = s.recv(65536)
+        if not chunk:
+            raise AssertionError("connection closed before a response: %r" % data)
+        data += chunk
 
 
 class TlsFront:
@@ -118,6 +134,8 @@ class Tls(unittest.TestCase):
         make_cert(d, "otherca", "rogue", "rogue", "extendedKeyUsage=clientAuth\n")
         make_cert(d, "ca", "serveronly", "serveronly", "extendedKeyUsage=serverAuth\n")
         make_cert(d, "ca", "revoked", "left-the-office", "extendedKeyUsage=clientAuth\n")
+        make_cert(d, "ca", "server2", "localhost",
+                  "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
         revoke(d, "ca", ["revoked"], "ca.crl")
         cls.stub = Stub(d)
         p = lambda n: os.path.join(d, n)
@@ -240,6 +258,61 @@ class Tls(unittest.TestCase):
             self.assertIn(p("server.crt").encode(), bad.log_text())
         finally:
             bad.stop(expect_code=None, verify=False)
+
+    def test_h16_certificate_rotation_on_sighup(self):
+        """New certificate files and SIGHUP: new handshakes get the new certificate, a
+        connection opened before keeps working with the old one, and a bad key file is refused
+        whole (the log says so) while the current certificate stays."""
+        p = lambda n: os.path.join(self.d, n)
+        rot = tempfile.mkdtemp(dir=self.d)
+
+        def install(name):
+            for ext in ("crt", "key"):
+                shutil.copy(p(name + "." + ext), os.path.join(rot, "tmp"))
+                os.replace(os.path.join(rot, "tmp"), os.path.join(rot, "cur." + ext))
+
+        def der(name):
+            with open(p(name + ".crt")) as f:
+                return ssl.PEM_cert_to_DER_cert(f.read())
+
+        def reloaded(g, what, n):
+            deadline = time.time() + 5
+            while g.log_text().count(what) < n and time.time() < deadline:
+                time.sleep(0.05)
+            return g.log_text().count(what) >= n
+
+        install("server")
+        g = Gateway(self.d, self.stub.port, tls={"cert": os.path.join(rot, "cur.crt"),
+                                                 "key": os.path.join(rot, "cur.key")})
+        req = (b"GET " + CITIZEN + b" HTTP/1.1\r\nHost: a\r\n"
+               b"Authorization: Bearer lg_test-core-token\r\n\r\n")
+        try:
+            old = self.ctx().wrap_socket(socket.create_connection(("127.0.0.1", g.port), timeout=3),
+                                         server_hostname="localhost")
+            self.assertEqual(old.getpeercert(binary_form=True), der("server"))
+            old.sendall(req)
+            self.assertEqual(read_one(old).status, 200)
+            install("server2")
+            g.proc.send_signal(signal.SIGHUP)
+            self.assertTrue(reloaded(g, b"TLS reload ok", 1), g.log_text())
+            with socket.create_connection(("127.0.0.1", g.port), timeout=3) as raw:
+                with self.ctx().wrap_socket(raw, server_hostname="localhost") as s:
+                    self.assertEqual(s.getpeercert(binary_form=True), der("server2"))
+                    s.sendall(req)
+                    self.assertEqual(read_one(s).status, 200)
+            old.sendall(req)  # the connection from before the rotation is unaffected
+            self.assertEqual(read_one(old).status, 200)
+            self.assertEqual(old.getpeercert(binary_form=True), der("server"))
+            old.close()
+            with open(os.path.join(rot, "cur.key"), "w") as f:
+                f.write("not a key\n")
+            g.proc.send_signal(signal.SIGHUP)
+            self.assertTrue(reloaded(g, b"TLS reload refused", 1), g.log_text())
+            self.assertTrue(reloaded(g, b"policy reload ok", 2), g.log_text())
+            r, _ = self.request(g.port, self.ctx())
+            self.assertEqual(r.status, 200)
+        finally:
+            g.stop()
 
     def test_h13_plain_http_on_tls_port_closes_cleanly(self):
         with socket.create_connection(("127.0.0.1", self.gw.port), timeout=3) as s:
