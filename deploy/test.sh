@@ -8,13 +8,19 @@ cd "$(dirname "$0")/.."
 # prometheus: promtool checks /metrics; chromium renders the status page in its test;
 # nftables and faketime: the Redis black hole, loss and clock-skew tests (test_netfaults);
 # clang and libclang-rt-14-dev: the libFuzzer fuzzers; stress-ng: memory pressure (D15);
-# fiu-utils: I/O errors injected into the audit writer (G3).
+# fiu-utils: I/O errors injected into the audit writer (G3); valgrind: test_valgrind (I3).
 lg_install_packages prometheus chromium nftables faketime clang libclang-rt-14-dev stress-ng \
-    fiu-utils
+    fiu-utils valgrind
 
 BUILD_DIR=${BUILD_DIR:-build/asan}
 cmake -S . -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Debug -DLOOKUPGATE_SANITIZE=ON
 cmake --build "$BUILD_DIR" -j"$(nproc)"
+
+# A build without sanitizers for test_valgrind (I3: the gateway under valgrind --leak-check=full).
+PLAIN_DIR=${PLAIN_DIR:-build/plain}
+cmake -S . -B "$PLAIN_DIR" -DCMAKE_BUILD_TYPE=Debug >/dev/null
+cmake --build "$PLAIN_DIR" -j"$(nproc)" --target lookupgate lookupgate-audit upstream-stub
+export LG_VALGRIND_BUILD="$PWD/$PLAIN_DIR"
 
 # The fuzzers: a clang build with libFuzzer, each fuzzer run for a bounded time on a copy of
 # its seed corpus (tests/fuzz/run-long.sh runs them for longer).

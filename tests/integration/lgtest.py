@@ -511,7 +511,8 @@ def read_responses(s, n, timeout=3.0, head_request=False, close=True):
     return finals, interim, closed
 
 
-def get(port, path, headers=None, method="GET", body=b"", version="HTTP/1.1", auth=AUTH):
+def get(port, path, headers=None, method="GET", body=b"", version="HTTP/1.1", auth=AUTH,
+        timeout=3.0):
     """One request on a new connection; auth is the Authorization value (None: none)."""
     h = "%s %s %s\r\nHost: client.example\r\n" % (method, path, version)
     headers = dict(headers or {})
@@ -522,7 +523,7 @@ def get(port, path, headers=None, method="GET", body=b"", version="HTTP/1.1", au
     if body or method in ("POST", "PUT", "PATCH"):
         h += "Content-Length: %d\r\n" % len(body)
     payload = h.encode() + b"\r\n" + body
-    finals, _, _ = exchange(port, payload, head_request=(method == "HEAD"))
+    finals, _, _ = exchange(port, payload, head_request=(method == "HEAD"), timeout=timeout)
     return finals[0] if finals else None
 
 
