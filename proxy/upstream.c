@@ -196,8 +196,15 @@ static void queue_timeout_cb(evutil_socket_t fd, short what, void *arg)
 
 /* --- response parsing ---------------------------------------------------------------- */
 
+/* The collected fields are "name\0value\0" pairs in uc->hbuf: every name gets a value (empty
+ * when the field had none) and no piece may hold a NUL of its own, or the pairs would shift. */
 static int hbuf_add(struct upconn *uc, const char *at, size_t len, int terminate)
 {
+    if (len && memchr(at, '\0', len) != NULL) {
+        uc->fail_status = 502;
+        uc->fail_reason = "malformed upstream header field";
+        return -1;
+    }
     size_t need = uc->hlen + len + 1;
     if (need > uc->hcap) {
         size_t ncap = uc->hcap ? uc->hcap : 1024;
@@ -236,6 +243,9 @@ static int on_resp_field(http_parser *hp, const char *at, size_t len)
             uc->fail_reason = "upstream response has too many header fields";
             return -1;
         }
+        /* a previous field without any value gets an empty one */
+        if (uc->any_field && !uc->in_value && hbuf_add(uc, "", 0, 1) != 0)
+            return -1;
         /* terminate the previous value before the new name */
         if (hbuf_add(uc, at, len, uc->any_field) != 0)
             return -1;
@@ -266,15 +276,34 @@ static int resp_header_dropped(const char *n, size_t l)
     return 0;
 }
 
+/* The pair at hbuf[*i..]: name and value with their lengths; advances *i. 0, or -1 when the
+ * pairs do not fit in hlen (never read past the collected bytes). */
+static int next_pair(const char *hbuf, size_t hlen, size_t *i, const char **n, size_t *nlen,
+                     const char **v, size_t *vlen)
+{
+    size_t left = hlen - *i;
+    *n = hbuf + *i;
+    *nlen = strnlen(*n, left);
+    if (*nlen >= left)
+        return -1;
+    left -= *nlen + 1;
+    *v = *n + *nlen + 1;
+    *vlen = strnlen(*v, left);
+    if (*vlen >= left)
+        return -1;
+    *i += *nlen + 1 + *vlen + 1;
+    return 0;
+}
+
 /* 1 if name appears as a token of any Connection header in the collected fields. */
 static int listed_in_connection(const char *hbuf, size_t hlen, const char *name)
 {
     size_t nl = strlen(name);
     for (size_t i = 0; i < hlen;) {
-        const char *n = hbuf + i;
-        size_t nlen = strlen(n);
-        const char *v = n + nlen + 1;
-        size_t vlen = strlen(v);
+        const char *n, *v;
+        size_t nlen, vlen;
+        if (next_pair(hbuf, hlen, &i, &n, &nlen, &v, &vlen) != 0)
+            return 0;
         if (ascii_eq_nocase(n, nlen, "connection")) {
             for (size_t a = 0; a < vlen;) {
                 while (a < vlen && (v[a] == ' ' || v[a] == '\t' || v[a] == ','))
@@ -287,7 +316,6 @@ static int listed_in_connection(const char *hbuf, size_t hlen, const char *name)
                 a = b;
             }
         }
-        i += nlen + 1 + vlen + 1;
     }
     return 0;
 }
@@ -297,12 +325,9 @@ static int emit_headers(struct upconn *uc)
     struct evbuffer *out = uc->req->resp_hdrs;
     evbuffer_drain(out, evbuffer_get_length(out));
     for (size_t i = 0; i < uc->hlen;) {
-        const char *n = uc->hbuf + i;
-        size_t nlen = strlen(n);
-        const char *v = n + nlen + 1;
-        size_t vlen = strlen(v);
-        i += nlen + 1 + vlen + 1;
-        if (nlen == 0)
+        const char *n, *v;
+        size_t nlen, vlen;
+        if (next_pair(uc->hbuf, uc->hlen, &i, &n, &nlen, &v, &vlen) != 0 || nlen == 0)
             goto bad;
         for (size_t k = 0; k < nlen; k++)
             if (!http_is_tchar((unsigned char)n[k]))
@@ -336,6 +361,8 @@ static int on_resp_headers_complete(http_parser *hp)
 {
     struct upconn *uc = hp->data;
     struct up_request *r = uc->req;
+    if (uc->any_field && !uc->in_value && hbuf_add(uc, "", 0, 1) != 0) /* an empty last value */
+        return -1;
     if (uc->any_field && hbuf_add(uc, "", 0, 1) != 0) /* terminate the last value */
         return -1;
     int st = hp->status_code;
