@@ -124,11 +124,11 @@ def pid_tree(pid):
                 kids.setdefault(ppid, []).append(int(d))
             except (OSError, IndexError, ValueError):
                 pass
-    out, todo = [], [pid]
-    while todo:
-        p = todo.pop()
+    out, pending = [], [pid]
+    while pending:
+        p = pending.pop()
         out.append(p)
-        todo.extend(kids.get(p, []))
+        pending.extend(kids.get(p, []))
     return out
 
 

@@ -33,6 +33,7 @@
 #include "policy/store.h"
 #include "proxy/alert.h"
 #include "proxy/metrics.h"
+#include "proxy/obuf.h"
 #include "proxy/problem.h"
 #include "proxy/record.h"
 #include "proxy/server.h"
@@ -93,45 +94,6 @@ static void conn_set_state(struct conn *c, enum conn_state to)
 static const struct server *srv_of(const struct conn *c)
 {
     return c->w->srv;
-}
-
-/* Bytes gathered on the stack and handed to an evbuffer in a few evbuffer_add calls (each
- * costs more than the copy); the response and upstream request heads are built this way. */
-struct obuf {
-    struct evbuffer *dst;
-    size_t len;
-    char b[4096];
-};
-
-static void ob_flush(struct obuf *o)
-{
-    if (o->len)
-        evbuffer_add(o->dst, o->b, o->len);
-    o->len = 0;
-}
-
-static void ob_mem(struct obuf *o, const char *s, size_t n)
-{
-    if (n > sizeof o->b - o->len) {
-        ob_flush(o);
-        if (n > sizeof o->b) {
-            evbuffer_add(o->dst, s, n);
-            return;
-        }
-    }
-    memcpy(o->b + o->len, s, n);
-    o->len += n;
-}
-
-static void ob_str(struct obuf *o, const char *s)
-{
-    ob_mem(o, s, strlen(s));
-}
-
-static void ob_int(struct obuf *o, int64_t v)
-{
-    char t[24];
-    ob_mem(o, t, fmt_i64(t, v));
 }
 
 /* "<instance>-<worker>-<hex sequence>" */
