@@ -353,7 +353,8 @@ def main():
         lg_err = open(os.path.join(tmp, "lookupgate.err"), "wb")
         lg = start(args.wrap.split() + [os.path.join(args.build, "lookupgate"), "-c",
                     os.path.join(tmp, "lookupgate.json")], stderr=lg_err)
-        values = {"WORKERS": args.workers, "TMP": tmp, "NOFILE": nofile(), "MAXCONN": nofile() // 2 - 100, "STUB_PORT": ports["stub"],
+        values = {"WORKERS": args.workers, "TMP": tmp, "NOFILE": nofile(),
+                  "MAXCONN": nofile() // 2 - 100, "STUB_PORT": ports["stub"],
                   "PER_MINUTE": 1000000, "PER_DAY": 1000000000}
         targets = [Target("stub", "stub (no proxy)", ports["stub"], None, [stub]),
                    Target("lookupgate", "lookupgate (full policy)", ports["lg"], ports["lg"],
