@@ -527,6 +527,16 @@ def get(port, path, headers=None, method="GET", body=b"", version="HTTP/1.1", au
     return finals[0] if finals else None
 
 
+def read_to_eof(s):
+    """Everything s receives until the peer closes."""
+    data = b""
+    while True:
+        chunk = s.recv(65536)
+        if not chunk:
+            return data
+        data += chunk
+
+
 def upstream_head(raw):
     """Splits what the stub received into (request line, [(name, value)], body)."""
     head, _, body = raw.partition(b"\r\n\r\n")

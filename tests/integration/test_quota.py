@@ -6,12 +6,11 @@ backend. Decision times come from the test clock where a test needs a particular
 import copy
 import datetime
 import random
-import tempfile
 import threading
 import unittest
 import zoneinfo
 
-from lgtest import Gateway, Redis, Stub, credential, exchange
+from lgtest import Gateway, RedisCase, credential, exchange
 
 CITIZEN = "/api/v1/citizens/079123456789"
 NY = zoneinfo.ZoneInfo("America/New_York")
@@ -62,22 +61,8 @@ def parallel(n, fn):
     return out
 
 
-class Quota(unittest.TestCase):
-    def setUp(self):
-        self.tmpdir = tempfile.TemporaryDirectory(prefix="lg-quota-")
-        self.tmp = self.tmpdir.name
-        self.redis = Redis(self.tmp)
-        self.stub = Stub(self.tmp)
-        self.gws = []
-
-    def tearDown(self):
-        try:
-            for g in self.gws:
-                g.stop()
-        finally:
-            self.stub.stop()
-            self.redis.stop()
-            self.tmpdir.cleanup()
+class Quota(RedisCase):
+    PREFIX = "lg-quota-"
 
     def gateway(self, pol, clock="redis", zone=None, store=None, **cfg):
         # generous timeouts: these tests are about counting, not about a slow store

@@ -15,7 +15,7 @@ import threading
 import time
 import unittest
 
-from lgtest import Gateway, Stub, get, parse_responses
+from lgtest import Gateway, Stub, get, parse_responses, read_to_eof
 
 CITIZEN = b"/api/v1/citizens/079123456789"
 
@@ -174,13 +174,7 @@ class Tls(unittest.TestCase):
             with ctx.wrap_socket(raw, server_hostname=hostname) as s:
                 version = s.version()
                 s.sendall(b"GET " + CITIZEN + b" HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer lg_test-core-token\r\nConnection: close\r\n\r\n")
-                data = b""
-                while True:
-                    chunk = s.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
-                resps, _ = parse_responses(data)
+                resps, _ = parse_responses(read_to_eof(s))
                 return resps[0], version
 
     def test_h3_tls13_and_tls12_ecdhe_aead_succeed(self):

@@ -17,7 +17,7 @@ import time
 import unittest
 
 import lgtest
-from lgtest import Gateway, Redis, Stub, exchange, wait_port
+from lgtest import Gateway, Redis, Stub, exchange, read_to_eof, wait_port
 
 CITIZEN = "/api/v1/citizens/079123456789"
 REQ = ("GET " + CITIZEN + " HTTP/1.1\r\nHost: a\r\nAuthorization: Bearer " + lgtest.TEST_TOKEN
@@ -140,12 +140,7 @@ class Valgrind(unittest.TestCase):
         with socket.create_connection(("127.0.0.1", tls_port), timeout=60) as raw:
             with ctx.wrap_socket(raw, server_hostname="localhost") as t:
                 t.sendall(REQ.replace(b"\r\n\r\n", b"\r\nConnection: close\r\n\r\n"))
-                data = b""
-                while True:
-                    chunk = t.recv(65536)
-                    if not chunk:
-                        break
-                    data += chunk
+                data = read_to_eof(t)
         self.assertTrue(data.startswith(b"HTTP/1.1 200 "), data[:100])
         # admin: health, usage, metrics, status, suspend and resume, reload
         for path in ("/healthz", "/readyz", "/metrics", "/status",
