@@ -17,7 +17,11 @@ Modes:
   allowed   every request admitted (quotas far above the load);
   refused   one account far over its quota: every request answered 429;
   idle      N keep-alive connections each make one request and stay open: memory per
-            connection, from the proxy's resident memory before and after.
+            connection, from the proxy's resident memory before and after;
+  flat      lookupgate alone under load for --flat-seconds (600 by default; not in the
+            default modes), in 30 s slices (every fourth one on the refused path): RSS and
+            open descriptors after each slice, and whether RSS stayed flat after the first
+            minute (max - min within 2 MiB or 5 %).
 
 For each target: requests/s, p50 and p99 (median over rounds), CPU µs per request of the proxy
 process(es) and of redis-server, peak RSS, and the ratio of its requests/s to nginx's."""
@@ -299,7 +303,10 @@ def main():
                     help="worker threads / processes of every proxy")
     ap.add_argument("--accounts", type=int, default=1000)
     ap.add_argument("--idle", type=int, default=10000, help="connections in the idle mode")
-    ap.add_argument("--modes", default="allowed,refused,idle")
+    ap.add_argument("--modes", default="allowed,refused,idle",
+                    help="any of allowed, refused, idle, flat (comma-separated)")
+    ap.add_argument("--flat-seconds", type=int, default=600, help="length of the flat mode")
+    ap.add_argument("--flat-conns", type=int, default=64, help="wrk connections in the flat mode")
     ap.add_argument("--targets", default="stub,lookupgate,nginx,haproxy",
                     help="which targets to run (stub is the ceiling)")
     ap.add_argument("--profile", metavar="FILE",
@@ -401,13 +408,19 @@ def main():
                   redis_info(ports["redis"], "server").split("redis_version:")[1].split()[0],
                   args.threads, args.conns, args.duration, args.rounds, args.workers,
                   os.cpu_count()))
+        failed = False
         for mode in modes:
             if mode == "idle":
                 run_idle(targets, args)
+            elif mode == "flat":
+                if not run_flat(targets, args):
+                    failed = True
             else:
                 run_load(mode, targets, args, redis, ports["redis"])
         if lg.poll() is not None:
             raise SystemExit("lookupgate exited during the run")
+        if failed:
+            raise SystemExit("lookupgate's RSS was not flat")
     finally:
         for p in reversed(procs):
             if p.poll() is None:
@@ -505,6 +518,41 @@ def run_idle(targets, args):
         print("| %s | %.1f | %.1f | %.2f | %d |" % (t.label, before / 1024.0, after / 1024.0,
                                                    (after - before) / len(socks), ok))
         time.sleep(1.0)
+
+
+def run_flat(targets, args):
+    """lookupgate under load for args.flat_seconds in 30 s slices; True if RSS stayed flat."""
+    t = next((t for t in targets if t.name == "lookupgate"), None)
+    if t is None:
+        raise SystemExit("the flat mode needs the lookupgate target")
+    sl = argparse.Namespace(**dict(vars(args), duration=30, conns=args.flat_conns))
+    n = max(3, args.flat_seconds // 30)
+    print("\n## flat: lookupgate for %d s (%d slices of 30 s, %d connections; every fourth "
+          "slice refused)\n" % (n * 30, n, args.flat_conns))
+    print("| t (s) | path | requests/s | p99 ms | RSS MiB | open fds |")
+    print("|---:|---|---:|---:|---:|---:|")
+    pid = t.procs[0].pid
+    rss = []
+    total = 0
+    for i in range(n):
+        refused = i % 4 == 3
+        env = {"LG_BENCH_TOKEN": OVER_TOKEN} if refused else \
+            {"LG_BENCH_ACCOUNTS": str(args.accounts)}
+        w = run_wrk(t.port, sl, env)
+        total += w["requests"]
+        kib = status_kib(t.pids(), "VmRSS")
+        fds = len(os.listdir("/proc/%d/fd" % pid))
+        rss.append(kib)
+        print("| %d | %s | %.0f | %.2f | %.1f | %d |" % (
+            (i + 1) * 30, "refused" if refused else "allowed", w["requests"] / w["seconds"],
+            w["p99"], kib / 1024.0, fds))
+    warm = rss[2:]  # after the first minute
+    lo, hi = min(warm), max(warm)
+    flat = hi - lo <= max(2048, lo * 0.05)
+    print("\n%d requests; RSS after the first minute %.1f .. %.1f MiB (%+.1f MiB first to "
+          "last): %s" % (total, lo / 1024.0, hi / 1024.0, (warm[-1] - warm[0]) / 1024.0,
+                         "flat" if flat else "NOT FLAT"))
+    return flat
 
 
 if __name__ == "__main__":
