@@ -72,11 +72,11 @@ void jw_close(struct jsonw *j, char bracket)
     j->need_comma = 1;
 }
 
-void jw_key(struct jsonw *j, const char *key)
+void jw_keyn(struct jsonw *j, const char *key, size_t n)
 {
     sep(j);
     put(j, '"');
-    jw_raw(j, key, strlen(key));
+    jw_raw(j, key, n);
     jw_raw(j, "\":", 2);
     j->need_comma = 0; /* the value follows without a separator */
 }
@@ -198,30 +198,6 @@ void jw_hex(struct jsonw *j, const uint8_t *b, size_t n)
         j->buf[j->len++] = hex[b[i] & 15];
     }
     put(j, '"');
-}
-
-void jw_kstr(struct jsonw *j, const char *key, const char *s, size_t n)
-{
-    jw_key(j, key);
-    jw_str(j, s, n);
-}
-
-void jw_kstrz(struct jsonw *j, const char *key, const char *s)
-{
-    jw_key(j, key);
-    jw_strz(j, s);
-}
-
-void jw_kint(struct jsonw *j, const char *key, long long v)
-{
-    jw_key(j, key);
-    jw_int(j, v);
-}
-
-void jw_kbool(struct jsonw *j, const char *key, int v)
-{
-    jw_key(j, key);
-    jw_bool(j, v);
 }
 
 void audit_format_time(int64_t ms, char out[25])

@@ -7,6 +7,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 struct jsonw {
     char *buf;
@@ -22,7 +23,7 @@ void jw_reset(struct jsonw *j);
 void jw_raw(struct jsonw *j, const char *s, size_t n);
 void jw_open(struct jsonw *j, char bracket);  /* '{' or '[' (as a value) */
 void jw_close(struct jsonw *j, char bracket); /* '}' or ']' */
-void jw_key(struct jsonw *j, const char *key);   /* ,"key": */
+void jw_keyn(struct jsonw *j, const char *key, size_t n); /* ,"key": */
 void jw_str(struct jsonw *j, const char *s, size_t n);
 void jw_strz(struct jsonw *j, const char *s); /* NULL → null */
 void jw_int(struct jsonw *j, long long v);
@@ -30,11 +31,32 @@ void jw_bool(struct jsonw *j, int v);
 void jw_null(struct jsonw *j);
 void jw_hex(struct jsonw *j, const uint8_t *b, size_t n); /* lower-case hex string */
 
-/* Shorthands: key and value. */
-void jw_kstr(struct jsonw *j, const char *key, const char *s, size_t n);
-void jw_kstrz(struct jsonw *j, const char *key, const char *s);
-void jw_kint(struct jsonw *j, const char *key, long long v);
-void jw_kbool(struct jsonw *j, const char *key, int v);
+/* The key, then the value. Inline, so that a literal key's length is a constant: a record
+ * has about 30 keys. */
+static inline void jw_key(struct jsonw *j, const char *key)
+{
+    jw_keyn(j, key, strlen(key));
+}
+static inline void jw_kstr(struct jsonw *j, const char *key, const char *s, size_t n)
+{
+    jw_key(j, key);
+    jw_str(j, s, n);
+}
+static inline void jw_kstrz(struct jsonw *j, const char *key, const char *s)
+{
+    jw_key(j, key);
+    jw_strz(j, s);
+}
+static inline void jw_kint(struct jsonw *j, const char *key, long long v)
+{
+    jw_key(j, key);
+    jw_int(j, v);
+}
+static inline void jw_kbool(struct jsonw *j, const char *key, int v)
+{
+    jw_key(j, key);
+    jw_bool(j, v);
+}
 
 /* Appends the escaped form of s (without quotes) to j. */
 void jw_escape(struct jsonw *j, const char *s, size_t n);

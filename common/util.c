@@ -145,11 +145,6 @@ void sb_mem(struct sbuf *b, const char *s, size_t n)
     b->p[b->len] = '\0';
 }
 
-void sb_str(struct sbuf *b, const char *s)
-{
-    sb_mem(b, s, strlen(s));
-}
-
 void sb_int(struct sbuf *b, int64_t v)
 {
     char t[24];

@@ -6,6 +6,7 @@
 
 #include <stddef.h>
 #include <stdint.h>
+#include <string.h>
 
 void *xmalloc(size_t n);
 void *xcalloc(size_t n, size_t size);
@@ -48,7 +49,11 @@ static inline struct sbuf sb_make(char *p, size_t cap)
     return b;
 }
 void sb_mem(struct sbuf *b, const char *s, size_t n);
-void sb_str(struct sbuf *b, const char *s);
+/* Inline, so that a literal's length is a constant. */
+static inline void sb_str(struct sbuf *b, const char *s)
+{
+    sb_mem(b, s, strlen(s));
+}
 void sb_int(struct sbuf *b, int64_t v);
 
 #define ARRAY_LEN(a) (sizeof(a) / sizeof((a)[0]))
