@@ -29,7 +29,7 @@
  * the same way, which was a fifth of the script's time. So every number handed to redis.call
  * is a string made with '%d', and a window member starts with its admission time
  * ("<ms>:<ARGV[2]>"): the oldest entry's time comes from its name, not from WITHSCORES
- * (ZSCORE only for a member without the prefix). */
+ * (ZSCORE for a member without that prefix, or whose prefix is not a time in the window). */
 static const char quota_script[] =
     "#!lua\n"
     "local now\n"
@@ -64,7 +64,9 @@ static const char quota_script[] =
     "      if used >= limit then idx = fmt('%d', used - limit) end\n"
     "      local m = redis.call('ZRANGE', key, idx, idx)[1]\n"
     "      local t = tonumber(string.match(m, '^(%d+):'))\n"
-    "      if not t then t = tonumber(redis.call('ZSCORE', key, m)) end\n"
+    "      if not t or t < now - 60000 or t > now + 60000 then\n"
+    "        t = tonumber(redis.call('ZSCORE', key, m))\n"
+    "      end\n"
     "      reset = t + 60000 - now\n"
     "    end\n"
     "  else\n"

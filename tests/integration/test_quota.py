@@ -128,10 +128,11 @@ class Quota(RedisCase):
 
     def test_window_members_carry_their_time_and_older_members_still_count(self):
         # The script reads the oldest entry's time from its member name ("<ms>:<id>"); entries
-        # an earlier release wrote (no prefix) are read with ZSCORE and still count.
+        # an earlier release wrote (request ids, no such prefix) are read with ZSCORE and still
+        # count, and so is a member whose leading digits are not a time in the window.
         t0 = ms(2026, 12, 3, 9)
-        self.redis.cmd("ZADD", "lg:{a:old}:m", str(t0 - 50000), "gw1:17",
-                       str(t0 - 40000), "gw1:18")
+        self.redis.cmd("ZADD", "lg:{a:old}:m", str(t0 - 50000), "gw1-0-17",
+                       str(t0 - 40000), "7:gw-0-18")
         self.redis.cmd("PEXPIRE", "lg:{a:old}:m", "61000")
         gw = self.gateway(policy({"old": (3, 100000)}), clock="test")
         r = lookup(gw.port, "old", t0)
@@ -140,13 +141,17 @@ class Quota(RedisCase):
         r = lookup(gw.port, "old", t0 + 1)
         self.assertEqual((r.status, r.header("retry-after")), (429, "10"))
         members = self.redis.cmd("ZRANGE", "lg:{a:old}:m", "0", "-1", "WITHSCORES")
-        self.assertEqual(members[:4], ["gw1:17", str(t0 - 50000), "gw1:18", str(t0 - 40000)])
+        self.assertEqual(members[:4], ["gw1-0-17", str(t0 - 50000), "7:gw-0-18", str(t0 - 40000)])
         self.assertRegex(members[4], r"^%d:\S+$" % t0)
         self.assertEqual(members[5], str(t0))
+        # the first old entry has left; the oldest is now "7:...", whose time is its score
+        r = lookup(gw.port, "old", t0 + 10000)
+        self.assertEqual(r.status, 200)
+        self.assertIn('"account-per-minute";r=0;t=10', r.header("ratelimit"))
         # past the old entries, the prefixed one decides: it leaves at t0 + 60 s
         r = lookup(gw.port, "old", t0 + 45000)
         self.assertEqual(r.status, 200)
-        self.assertIn('"account-per-minute";r=1;t=15', r.header("ratelimit"))
+        self.assertIn('"account-per-minute";r=0;t=15', r.header("ratelimit"))
 
     def test_memory_backend_has_the_same_window(self):
         gw = self.gateway(policy({"roll": (4, 100000)}), clock="test",
