@@ -53,6 +53,27 @@ def revoke(d, ca, names, crl):
     sh(*base, "-gencrl", "-out", crl, cwd=d)
 
 
+def install_pair(d, name, rot):
+    """Puts d/name.crt and d/name.key in place as rot/cur.crt and rot/cur.key, each by rename
+    (as an operator's rotation would)."""
+    for ext in ("crt", "key"):
+        shutil.copy(os.path.join(d, name + "." + ext), os.path.join(rot, "tmp"))
+        os.replace(os.path.join(rot, "tmp"), os.path.join(rot, "cur." + ext))
+
+
+def der_of(pem_path):
+    with open(pem_path) as f:
+        return ssl.PEM_cert_to_DER_cert(f.read())
+
+
+def logged(g, what, n, timeout=5):
+    """Whether g's log holds what at least n times within timeout seconds."""
+    deadline = time.time() + timeout
+    while g.log_text().count(what) < n and time.time() < deadline:
+        time.sleep(0.05)
+    return g.log_text().count(what) >= n
+
+
 def read_one(s):
     """One response from the keep-alive connection s."""
     data = b""
@@ -69,9 +90,15 @@ def read_one(s):
 class TlsFront:
     """Terminates TLS with cert/key and pipes the plaintext bytes to 127.0.0.1:backend."""
 
-    def __init__(self, cert, key, backend, legacy=False):
+    def __init__(self, cert, key, backend, legacy=False, client_ca=None):
         self.ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
         self.ctx.load_cert_chain(cert, key)
+        if client_ca:  # an upstream that requires a client certificate issued by client_ca
+            self.ctx.load_verify_locations(client_ca)
+            self.ctx.verify_mode = ssl.CERT_REQUIRED
+        self.peers = []  # the client certificate (DER) of each handshake that succeeded
+        self.conns = []  # the TLS sockets accepted, for drop_all
+        self.lock = threading.Lock()
         if legacy:  # an upstream that speaks TLS 1.0/1.1 only
             self.ctx.set_ciphers("DEFAULT:@SECLEVEL=0")
             self.ctx.minimum_version = ssl.TLSVersion.TLSv1
@@ -97,6 +124,9 @@ class TlsFront:
         except (ssl.SSLError, OSError):
             raw.close()
             return
+        with self.lock:
+            self.peers.append(tls.getpeercert(binary_form=True))
+            self.conns.append(tls)
         up = socket.create_connection(("127.0.0.1", self.backend))
         threading.Thread(target=self.pipe, args=(up, tls), daemon=True).start()
         self.pipe(tls, up)
@@ -117,6 +147,20 @@ class TlsFront:
             except OSError:
                 pass
 
+    def handshakes(self):
+        with self.lock:
+            return list(self.peers)
+
+    def drop_all(self):
+        """Closes every connection accepted so far (the gateway's pool sees them end)."""
+        with self.lock:
+            conns, self.conns = self.conns, []
+        for c in conns:
+            try:
+                c.shutdown(socket.SHUT_RDWR)
+            except OSError:
+                pass
+
     def close(self):
         self.sock.close()
 
@@ -131,6 +175,7 @@ class Tls(unittest.TestCase):
         make_cert(d, "ca", "server", "localhost",
                   "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth\n")
         make_cert(d, "ca", "client", "tiepnhan", "extendedKeyUsage=clientAuth\n")
+        make_cert(d, "ca", "client2", "tiepnhan", "extendedKeyUsage=clientAuth\n")
         make_cert(d, "otherca", "rogue", "rogue", "extendedKeyUsage=clientAuth\n")
         make_cert(d, "ca", "serveronly", "serveronly", "extendedKeyUsage=serverAuth\n")
         make_cert(d, "ca", "revoked", "left-the-office", "extendedKeyUsage=clientAuth\n")
@@ -259,21 +304,8 @@ class Tls(unittest.TestCase):
         whole (the log says so) while the current certificate stays."""
         p = lambda n: os.path.join(self.d, n)
         rot = tempfile.mkdtemp(dir=self.d)
-
-        def install(name):
-            for ext in ("crt", "key"):
-                shutil.copy(p(name + "." + ext), os.path.join(rot, "tmp"))
-                os.replace(os.path.join(rot, "tmp"), os.path.join(rot, "cur." + ext))
-
-        def der(name):
-            with open(p(name + ".crt")) as f:
-                return ssl.PEM_cert_to_DER_cert(f.read())
-
-        def reloaded(g, what, n):
-            deadline = time.time() + 5
-            while g.log_text().count(what) < n and time.time() < deadline:
-                time.sleep(0.05)
-            return g.log_text().count(what) >= n
+        install = lambda name: install_pair(self.d, name, rot)
+        der = lambda name: der_of(p(name + ".crt"))
 
         install("server")
         g = Gateway(self.d, self.stub.port, tls={"cert": os.path.join(rot, "cur.crt"),
@@ -288,7 +320,7 @@ class Tls(unittest.TestCase):
             self.assertEqual(read_one(old).status, 200)
             install("server2")
             g.proc.send_signal(signal.SIGHUP)
-            self.assertTrue(reloaded(g, b"TLS reload ok", 1), g.log_text())
+            self.assertTrue(logged(g, b"TLS reload ok", 1), g.log_text())
             with socket.create_connection(("127.0.0.1", g.port), timeout=3) as raw:
                 with self.ctx().wrap_socket(raw, server_hostname="localhost") as s:
                     self.assertEqual(s.getpeercert(binary_form=True), der("server2"))
@@ -301,8 +333,8 @@ class Tls(unittest.TestCase):
             with open(os.path.join(rot, "cur.key"), "w") as f:
                 f.write("not a key\n")
             g.proc.send_signal(signal.SIGHUP)
-            self.assertTrue(reloaded(g, b"TLS reload refused", 1), g.log_text())
-            self.assertTrue(reloaded(g, b"policy reload ok", 2), g.log_text())
+            self.assertTrue(logged(g, b"TLS reload refused", 1), g.log_text())
+            self.assertTrue(logged(g, b"policy reload ok", 2), g.log_text())
             r, _ = self.request(g.port, self.ctx())
             self.assertEqual(r.status, 200)
         finally:
@@ -371,6 +403,64 @@ class Tls(unittest.TestCase):
             self.assertEqual(get(b.port, CITIZEN.decode()).status, 502)
         finally:
             b.stop()
+
+    def test_h16_upstream_client_certificate_and_its_rotation(self):
+        """An upstream that requires a client certificate (as the national link does): without
+        one the handshake fails (502, nothing forwarded); with upstream.client_cert it works
+        and the upstream sees that certificate. New files and SIGHUP: a pooled connection from
+        before keeps working on the old certificate, new handshakes present the new one, and a
+        bad key file is refused whole (the log says so) with the current certificate kept."""
+        p = lambda n: os.path.join(self.d, n)
+        rot = tempfile.mkdtemp(dir=self.d)
+        install = lambda name: install_pair(self.d, name, rot)
+        der = lambda name: der_of(p(name + ".crt"))
+
+        names = {der(n): n for n in ("client", "client2")}
+
+        def seen():  # the client certificate of each upstream handshake, by file name
+            return [names.get(c, "other") for c in front.handshakes()]
+
+        def drop_pool(g):
+            front.drop_all()  # the pool must notice before the next request needs a connection
+            time.sleep(0.5)
+
+        front = TlsFront(p("server.crt"), p("server.key"), self.stub.port, client_ca=p("ca.crt"))
+        up = {"url": "https://localhost:%d" % front.port, "ca_file": p("ca.crt")}
+        bare = Gateway(self.d, self.stub.port, {"upstream": up})
+        install("client")
+        g = Gateway(self.d, self.stub.port, {"upstream": dict(
+            up, client_cert=os.path.join(rot, "cur.crt"), client_key=os.path.join(rot, "cur.key"))})
+        try:
+            n = self.stub.count()
+            self.assertEqual(get(bare.port, CITIZEN.decode()).status, 502)
+            self.assertEqual(self.stub.count(), n)
+            self.assertEqual(seen(), [])
+
+            self.assertEqual(get(g.port, CITIZEN.decode()).status, 200)
+            self.assertEqual(seen(), ["client"])
+
+            install("client2")
+            g.proc.send_signal(signal.SIGHUP)
+            self.assertTrue(logged(g, b"TLS reload ok", 1), g.log_text())
+            # the pooled connection from before the rotation is unaffected: no new handshake
+            self.assertEqual(get(g.port, CITIZEN.decode()).status, 200)
+            self.assertEqual(seen(), ["client"])
+            drop_pool(g)
+            self.assertEqual(get(g.port, CITIZEN.decode()).status, 200)
+            self.assertEqual(seen(), ["client", "client2"])
+
+            with open(os.path.join(rot, "cur.key"), "w") as f:
+                f.write("not a key\n")
+            g.proc.send_signal(signal.SIGHUP)
+            self.assertTrue(logged(g, b"TLS reload refused", 1), g.log_text())
+            self.assertIn(b"cannot load client key", g.log_text())
+            drop_pool(g)
+            self.assertEqual(get(g.port, CITIZEN.decode()).status, 200)
+            self.assertEqual(seen(), ["client", "client2", "client2"])
+        finally:
+            g.stop()
+            bare.stop()
+            front.close()
 
     def test_h12_upstream_offering_only_old_tls_is_502(self):
         old = TlsFront(os.path.join(self.d, "server.crt"), os.path.join(self.d, "server.key"),
