@@ -4,7 +4,6 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <time.h>
 
 #include "common/util.h"
 
@@ -29,67 +28,72 @@ void jw_reset(struct jsonw *j)
     j->need_comma = 0;
 }
 
-static void reserve(struct jsonw *j, size_t n)
+/* Room for n more bytes. The check is inline; growing is the rare path. */
+static void grow(struct jsonw *j, size_t n) __attribute__((noinline));
+static void grow(struct jsonw *j, size_t n)
 {
-    if (j->len + n <= j->cap)
-        return;
     while (j->len + n > j->cap)
         j->cap *= 2;
     j->buf = xrealloc(j->buf, j->cap);
 }
 
+static inline char *reserve(struct jsonw *j, size_t n)
+{
+    if (j->len + n > j->cap)
+        grow(j, n);
+    return j->buf + j->len;
+}
+
 void jw_raw(struct jsonw *j, const char *s, size_t n)
 {
-    reserve(j, n);
-    memcpy(j->buf + j->len, s, n);
+    memcpy(reserve(j, n), s, n);
     j->len += n;
 }
 
-static void put(struct jsonw *j, char ch)
-{
-    reserve(j, 1);
-    j->buf[j->len++] = ch;
-}
-
-/* Before a value in an array (or the key of a member): the separator. */
-static void sep(struct jsonw *j)
+/* Before a value in an array (or the key of a member): the separator, in room the caller has
+ * reserved. Returns where the value goes. */
+static inline char *sep_in(struct jsonw *j, char *p)
 {
     if (j->need_comma)
-        put(j, ',');
+        *p++ = ',';
     j->need_comma = 1;
+    return p;
 }
 
 void jw_open(struct jsonw *j, char bracket)
 {
-    sep(j);
-    put(j, bracket);
+    char *p = sep_in(j, reserve(j, 2));
+    *p++ = bracket;
+    j->len = (size_t)(p - j->buf);
     j->need_comma = 0;
 }
 
 void jw_close(struct jsonw *j, char bracket)
 {
-    put(j, bracket);
+    *reserve(j, 1) = bracket;
+    j->len++;
     j->need_comma = 1;
 }
 
 void jw_keyn(struct jsonw *j, const char *key, size_t n)
 {
-    sep(j);
-    put(j, '"');
-    jw_raw(j, key, n);
-    jw_raw(j, "\":", 2);
+    char *p = sep_in(j, reserve(j, n + 4));
+    *p++ = '"';
+    memcpy(p, key, n);
+    p += n;
+    *p++ = '"';
+    *p++ = ':';
+    j->len = (size_t)(p - j->buf);
     j->need_comma = 0; /* the value follows without a separator */
 }
 
-/* Length of the valid UTF-8 sequence at s (1..4), or 0 if it is not valid (overlongs,
- * surrogates and code points above U+10FFFF are invalid). */
+/* Length of the valid UTF-8 sequence at s (2..4), or 0 if it is not valid (overlongs,
+ * surrogates and code points above U+10FFFF are invalid). s[0] >= 0x80. */
 static size_t utf8_len(const unsigned char *s, size_t n)
 {
     unsigned c = s[0];
     size_t len;
     unsigned min, cp;
-    if (c < 0x80)
-        return 1;
     if ((c & 0xe0) == 0xc0) {
         len = 2, min = 0x80, cp = c & 0x1f;
     } else if ((c & 0xf0) == 0xe0) {
@@ -111,25 +115,48 @@ static size_t utf8_len(const unsigned char *s, size_t n)
     return len;
 }
 
-void jw_escape(struct jsonw *j, const char *s, size_t n)
+/* 1 for the bytes that are not copied as they are: below 0x20, '"', '\\', and from 0x7f
+ * (0x7f is escaped; from 0x80 a byte is copied only as part of valid UTF-8). */
+static const unsigned char special[256] = {
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    0, 0, 1, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1, 0, 0, 0,
+    0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+    1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1, 1,
+};
+
+/* The length of the run at p with no special byte: 8 bytes at a time, then byte by byte. */
+static size_t plain_run(const unsigned char *p, size_t n)
+{
+    const uint64_t ones = 0x0101010101010101ULL, highs = 0x8080808080808080ULL;
+    size_t k = 0;
+    for (; k + 8 <= n; k += 8) {
+        uint64_t x;
+        memcpy(&x, p + k, 8);
+        /* a byte below 0x20, equal to '"' or '\\', or from 0x7f (0x7f + 1 sets the high bit) */
+        uint64_t q = x ^ (ones * '"'), b = x ^ (ones * '\\');
+        uint64_t t = ((x - ones * 0x20) | (q - ones) | (b - ones) | (x + ones)) & ~x;
+        if ((t | x) & highs)
+            break;
+    }
+    while (k < n && !special[p[k]])
+        k++;
+    return k;
+}
+
+/* The escaped form of s, from its first special byte on (the caller copied the run before). */
+static void escape_rest(struct jsonw *j, const unsigned char *p, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    const unsigned char *p = (const unsigned char *)s;
-    reserve(j, n + 2);
     for (size_t i = 0; i < n;) {
         unsigned char c = p[i];
-        if (c >= 0x20 && c < 0x7f && c != '"' && c != '\\') {
-            size_t k = i + 1; /* the whole run that needs no escaping, in one copy */
-            while (k < n && p[k] >= 0x20 && p[k] < 0x7f && p[k] != '"' && p[k] != '\\')
-                k++;
+        if (!special[c]) {
+            size_t k = i + plain_run(p + i, n - i); /* the whole run, in one copy */
             jw_raw(j, (const char *)p + i, k - i);
             i = k;
-            continue;
-        }
-        if (c == '"' || c == '\\') {
-            put(j, '\\');
-            put(j, (char)c);
-            i++;
             continue;
         }
         size_t u = c >= 0x80 ? utf8_len(p + i, n - i) : 0;
@@ -138,25 +165,47 @@ void jw_escape(struct jsonw *j, const char *s, size_t n)
             i += u;
             continue;
         }
+        char *o = reserve(j, 6);
+        o[0] = '\\';
         switch (c) {
-        case '\n': jw_raw(j, "\\n", 2); break;
-        case '\r': jw_raw(j, "\\r", 2); break;
-        case '\t': jw_raw(j, "\\t", 2); break;
-        default: {
-            char e[6] = {'\\', 'u', '0', '0', hex[c >> 4], hex[c & 15]};
-            jw_raw(j, e, 6);
-        }
+        case '"': o[1] = '"'; j->len += 2; break;
+        case '\\': o[1] = '\\'; j->len += 2; break;
+        case '\n': o[1] = 'n'; j->len += 2; break;
+        case '\r': o[1] = 'r'; j->len += 2; break;
+        case '\t': o[1] = 't'; j->len += 2; break;
+        default:
+            memcpy(o + 1, "u00", 3);
+            o[4] = hex[c >> 4];
+            o[5] = hex[c & 15];
+            j->len += 6;
         }
         i++;
     }
 }
 
+void jw_escape(struct jsonw *j, const char *s, size_t n)
+{
+    const unsigned char *p = (const unsigned char *)s;
+    size_t k = plain_run(p, n);
+    jw_raw(j, s, k);
+    if (k < n)
+        escape_rest(j, p + k, n - k);
+}
+
 void jw_str(struct jsonw *j, const char *s, size_t n)
 {
-    sep(j);
-    put(j, '"');
-    jw_escape(j, s, n);
-    put(j, '"');
+    /* The common case, nothing to escape, is one reservation and one copy. */
+    const unsigned char *p = (const unsigned char *)s;
+    size_t k = plain_run(p, n);
+    char *o = sep_in(j, reserve(j, k + 3));
+    *o++ = '"';
+    memcpy(o, s, k);
+    o += k;
+    j->len = (size_t)(o - j->buf);
+    if (k < n)
+        escape_rest(j, p + k, n - k);
+    *reserve(j, 1) = '"';
+    j->len++;
 }
 
 void jw_strz(struct jsonw *j, const char *s)
@@ -169,53 +218,84 @@ void jw_strz(struct jsonw *j, const char *s)
 
 void jw_int(struct jsonw *j, long long v)
 {
-    char b[24];
-    size_t n = fmt_i64(b, (int64_t)v);
-    sep(j);
-    jw_raw(j, b, n);
+    char *p = sep_in(j, reserve(j, 1 + 21));
+    p += fmt_i64(p, (int64_t)v);
+    j->len = (size_t)(p - j->buf);
 }
 
 void jw_bool(struct jsonw *j, int v)
 {
-    sep(j);
-    jw_raw(j, v ? "true" : "false", v ? 4 : 5);
+    char *p = sep_in(j, reserve(j, 6));
+    memcpy(p, v ? "true" : "false", v ? 4 : 5);
+    j->len = (size_t)(p - j->buf) + (v ? 4 : 5);
 }
 
 void jw_null(struct jsonw *j)
 {
-    sep(j);
-    jw_raw(j, "null", 4);
+    char *p = sep_in(j, reserve(j, 5));
+    memcpy(p, "null", 4);
+    j->len = (size_t)(p - j->buf) + 4;
 }
 
 void jw_hex(struct jsonw *j, const uint8_t *b, size_t n)
 {
     static const char hex[] = "0123456789abcdef";
-    sep(j);
-    reserve(j, 2 * n + 2);
-    put(j, '"');
+    char *p = sep_in(j, reserve(j, 2 * n + 3));
+    *p++ = '"';
     for (size_t i = 0; i < n; i++) {
-        j->buf[j->len++] = hex[b[i] >> 4];
-        j->buf[j->len++] = hex[b[i] & 15];
+        *p++ = hex[b[i] >> 4];
+        *p++ = hex[b[i] & 15];
     }
-    put(j, '"');
+    *p++ = '"';
+    j->len = (size_t)(p - j->buf);
+}
+
+/* The calendar date of a day count since 1970-01-01 (proleptic Gregorian; H. Hinnant's
+ * civil_from_days). No gmtime_r: glibc's takes a lock on every call. */
+static void civil_from_days(int64_t z, int *y, int *m, int *d)
+{
+    z += 719468;
+    int64_t era = (z >= 0 ? z : z - 146096) / 146097;
+    unsigned doe = (unsigned)(z - era * 146097);
+    unsigned yoe = (doe - doe / 1460 + doe / 36524 - doe / 146096) / 365;
+    unsigned doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    unsigned mp = (5 * doy + 2) / 153;
+    *d = (int)(doy - (153 * mp + 2) / 5 + 1);
+    *m = (int)(mp < 10 ? mp + 3 : mp - 9);
+    *y = (int)(yoe + era * 400 + (*m <= 2));
+}
+
+static void put_digits(char *out, unsigned v, int width)
+{
+    for (int i = width - 1; i >= 0; i--, v /= 10)
+        out[i] = (char)('0' + v % 10);
 }
 
 void audit_format_time(int64_t ms, char out[25])
 {
-    time_t s = (time_t)(ms / 1000);
-    struct tm tm;
-    gmtime_r(&s, &tm);
-    int year = tm.tm_year + 1900;
-    if (ms < 0 || year > 9999) { /* not a time a record can have; keep the format */
+    /* The text up to the seconds changes once a second: kept per thread. */
+    static _Thread_local int64_t cached_sec = -1;
+    static _Thread_local char cached[20];
+    if (ms < 0 || ms >= 253402300800000LL) { /* not a time a record can have (year > 9999) */
         memcpy(out, "0000-00-00T00:00:00.000Z", 25);
         return;
     }
-    const int v[7] = {year, tm.tm_mon + 1, tm.tm_mday, tm.tm_hour, tm.tm_min, tm.tm_sec,
-                      (int)(ms % 1000)};
-    static const char tmpl[] = "0000-00-00T00:00:00.000Z";
-    static const unsigned char at[7] = {0, 5, 8, 11, 14, 17, 20}, width[7] = {4, 2, 2, 2, 2, 2, 3};
-    memcpy(out, tmpl, sizeof tmpl);
-    for (int f = 0; f < 7; f++)
-        for (int d = width[f] - 1, x = v[f]; d >= 0; d--, x /= 10)
-            out[at[f] + d] = (char)('0' + x % 10);
+    int64_t sec = ms / 1000;
+    if (sec != cached_sec) {
+        int y, mo, d;
+        civil_from_days(sec / 86400, &y, &mo, &d);
+        unsigned sod = (unsigned)(sec % 86400);
+        memcpy(cached, "0000-00-00T00:00:00.", 20);
+        put_digits(cached, (unsigned)y, 4);
+        put_digits(cached + 5, (unsigned)mo, 2);
+        put_digits(cached + 8, (unsigned)d, 2);
+        put_digits(cached + 11, sod / 3600, 2);
+        put_digits(cached + 14, sod / 60 % 60, 2);
+        put_digits(cached + 17, sod % 60, 2);
+        cached_sec = sec;
+    }
+    memcpy(out, cached, 20);
+    put_digits(out + 20, (unsigned)(ms % 1000), 3);
+    out[23] = 'Z';
+    out[24] = '\0';
 }

@@ -67,14 +67,12 @@ static unsigned char lower(unsigned char c)
     return (c >= 'A' && c <= 'Z') ? (unsigned char)(c + 32) : c;
 }
 
-int ascii_eq_nocase(const char *a, size_t alen, const char *b)
+int ascii_eqn_nocase(const char *a, const char *b, size_t n)
 {
-    /* No strlen(b): most header-name comparisons fail at the first byte. */
-    size_t i = 0;
-    for (; i < alen; i++)
-        if (b[i] == '\0' || lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
+    for (size_t i = 0; i < n; i++)
+        if (lower((unsigned char)a[i]) != lower((unsigned char)b[i]))
             return 0;
-    return b[i] == '\0';
+    return 1;
 }
 
 int ascii_prefix_nocase(const char *a, size_t alen, const char *prefix)
@@ -115,19 +113,32 @@ void random_bytes(void *buf, size_t n)
 
 size_t fmt_i64(char *out, int64_t v)
 {
-    char tmp[21];
-    size_t n = 0;
+    /* Two digits at a time from a table, written from the end (as Redis's ull2string). */
+    static const char pairs[201] = "0001020304050607080910111213141516171819"
+                                   "2021222324252627282930313233343536373839"
+                                   "4041424344454647484950515253545556575859"
+                                   "6061626364656667686970717273747576777879"
+                                   "8081828384858687888990919293949596979899";
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
-    do {
-        tmp[n++] = (char)('0' + u % 10);
-        u /= 10;
-    } while (u);
-    size_t o = 0;
-    if (v < 0)
-        out[o++] = '-';
-    while (n)
-        out[o++] = tmp[--n];
+    size_t digits = 1;
+    for (uint64_t t = u; t >= 10; t /= 10)
+        digits++;
+    size_t o = (v < 0) + digits;
+    out[0] = '-';
     out[o] = '\0';
+    char *p = out + o;
+    while (u >= 100) {
+        unsigned i = (unsigned)(u % 100) * 2;
+        u /= 100;
+        *--p = pairs[i + 1];
+        *--p = pairs[i];
+    }
+    if (u >= 10) {
+        *--p = pairs[u * 2 + 1];
+        *--p = pairs[u * 2];
+    } else {
+        *--p = (char)('0' + u);
+    }
     return o;
 }
 

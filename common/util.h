@@ -19,8 +19,15 @@ int64_t now_mono_ms(void);
 /* Microseconds on the monotonic clock. */
 int64_t now_mono_us(void);
 
-/* 1 if a[0..alen) equals the NUL-terminated b ignoring ASCII case. */
-int ascii_eq_nocase(const char *a, size_t alen, const char *b);
+/* 1 if a[0..n) equals b[0..n) ignoring ASCII case. */
+int ascii_eqn_nocase(const char *a, const char *b, size_t n);
+/* 1 if a[0..alen) equals the NUL-terminated b ignoring ASCII case. Inline, so that a literal
+ * b's length is a constant and most header-name comparisons end at the length. */
+static inline int ascii_eq_nocase(const char *a, size_t alen, const char *b)
+{
+    size_t blen = strlen(b);
+    return alen == blen && ascii_eqn_nocase(a, b, blen);
+}
 /* 1 if a[0..alen) starts with the NUL-terminated prefix ignoring ASCII case. */
 int ascii_prefix_nocase(const char *a, size_t alen, const char *prefix);
 

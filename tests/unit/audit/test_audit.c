@@ -4,6 +4,7 @@
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
 #include <openssl/sha.h>
+#include <stdint.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -18,6 +19,7 @@
 #include "audit/merkle.h"
 #include "audit/segment.h"
 #include "audit/verify.h"
+#include "common/util.h"
 
 /* The leaves and tree heads used by the certificate-transparency reference tests. */
 static void test_merkle_vectors(void)
@@ -83,6 +85,202 @@ static void test_escaping(void)
     CHECK(v && strstr(v, "\xe1\xba\xa1") != NULL); /* ạ kept as UTF-8 */
     CHECK(json_integer_value(json_object_get(o, "n")) == -5);
     json_decref(o);
+    jw_free(&j);
+}
+
+/* The exact bytes the writer produces: the hash chain covers them, so a faster writer must
+ * not change one of them. Every byte value 0..255 alone, runs, UTF-8 of each length (valid,
+ * overlong, surrogate, above U+10FFFF, truncated), nesting, numbers and keys. */
+static void test_exact_output(void)
+{
+    struct jsonw j;
+    jw_init(&j);
+    jw_open(&j, '{');
+    static const char plain[] = "plain text, no escapes: 0123456789";
+    static const char mix[] = "q\"b\\n\nr\rt\tz\x1f\x7f~ ";
+    jw_kstr(&j, "s", plain, sizeof plain - 1);
+    jw_kstr(&j, "e", "", 0);
+    jw_kstr(&j, "mix", mix, sizeof mix - 1);
+    static const char u8[] = "\xc3\xa1\xe1\xba\xa1\xf0\x9f\x98\x80|\xc0\xaf|\xed\xa0\x80|"
+                             "\xf4\x90\x80\x80|\xe1\xba|\xc3";
+    jw_kstr(&j, "u8", u8, sizeof u8 - 1);
+    jw_key(&j, "bytes");
+    jw_open(&j, '[');
+    for (int c = 0; c < 256; c++) {
+        char b = (char)c;
+        jw_str(&j, &b, 1);
+    }
+    jw_close(&j, ']');
+    jw_kint(&j, "min", INT64_MIN);
+    jw_kint(&j, "max", INT64_MAX);
+    jw_kint(&j, "zero", 0);
+    jw_kbool(&j, "t", 1);
+    jw_kbool(&j, "f", 0);
+    jw_kstrz(&j, "null", NULL);
+    jw_kstrz(&j, "z", "\xe1\xbb\x87n");
+    jw_key(&j, "hex");
+    jw_hex(&j, (const uint8_t *)"\x00\x9f\xff", 3);
+    jw_key(&j, "o");
+    jw_open(&j, '{');
+    jw_close(&j, '}');
+    jw_key(&j, "a");
+    jw_open(&j, '[');
+    jw_null(&j);
+    jw_open(&j, '[');
+    jw_close(&j, ']');
+    jw_close(&j, ']');
+    jw_close(&j, '}');
+    /* 256 bytes alone: the printable ones as they are, '"' and '\\' with a backslash, \n \r \t,
+     * every other byte below 0x20, 0x7f, and every byte from 0x80 (not UTF-8 alone) as \u00XX. */
+    char want[8192];
+    size_t w = 0;
+    w += (size_t)snprintf(want + w, sizeof want - w, "%s",
+                          "{\"s\":\"plain text, no escapes: 0123456789\",\"e\":\"\","
+                          "\"mix\":\"q\\\"b\\\\n\\nr\\rt\\tz\\u001f\\u007f~ \","
+                          "\"u8\":\"\xc3\xa1\xe1\xba\xa1\xf0\x9f\x98\x80|\\u00c0\\u00af|"
+                          "\\u00ed\\u00a0\\u0080|\\u00f4\\u0090\\u0080\\u0080|\\u00e1\\u00ba|"
+                          "\\u00c3\",\"bytes\":[");
+    for (int c = 0; c < 256; c++) {
+        const char *sep = c ? "," : "";
+        if (c == '"' || c == '\\')
+            w += (size_t)snprintf(want + w, sizeof want - w, "%s\"\\%c\"", sep, c);
+        else if (c == '\n' || c == '\r' || c == '\t')
+            w += (size_t)snprintf(want + w, sizeof want - w, "%s\"\\%c\"", sep,
+                                  c == '\n' ? 'n' : c == '\r' ? 'r' : 't');
+        else if (c >= 0x20 && c < 0x7f)
+            w += (size_t)snprintf(want + w, sizeof want - w, "%s\"%c\"", sep, c);
+        else
+            w += (size_t)snprintf(want + w, sizeof want - w, "%s\"\\u00%02x\"", sep, c);
+    }
+    w += (size_t)snprintf(want + w, sizeof want - w, "%s",
+                          "],\"min\":-9223372036854775808,\"max\":9223372036854775807,"
+                          "\"zero\":0,\"t\":true,\"f\":false,\"null\":null,"
+                          "\"z\":\"\xe1\xbb\x87n\",\"hex\":\"009fff\",\"o\":{},"
+                          "\"a\":[null,[]]}");
+    CHECK(j.len == w);
+    CHECK(j.len == w && memcmp(j.buf, want, w) == 0);
+    if (j.len != w || memcmp(j.buf, want, w) != 0)
+        fprintf(stderr, "got  %.*s\nwant %.*s\n", (int)j.len, j.buf, (int)w, want);
+    /* A long value grows the buffer from its first 1 KiB and comes out whole. */
+    jw_reset(&j);
+    char big[5000];
+    for (size_t i = 0; i < sizeof big; i++)
+        big[i] = (char)('a' + i % 26);
+    big[4000] = '"';
+    jw_str(&j, big, sizeof big);
+    CHECK(j.len == sizeof big + 3 && j.buf[0] == '"' && j.buf[j.len - 1] == '"');
+    CHECK(j.len == sizeof big + 3 && memcmp(j.buf + 1, big, 4000) == 0 &&
+          memcmp(j.buf + 4001, "\\\"", 2) == 0 && memcmp(j.buf + 4003, big + 4001, 999) == 0);
+    jw_free(&j);
+}
+
+/* audit_format_time against gmtime/strftime over dates that test the calendar arithmetic. */
+static void test_format_time(void)
+{
+    static const int64_t secs[] = {0,          59,         86399,       86400,      951782400,
+                                   951868799,  951868800,  978307199,   1709164800, 1796230799,
+                                   4102444800, 4107542399, 253402300799};
+    for (size_t i = 0; i < sizeof secs / sizeof secs[0]; i++) {
+        for (int ms = 0; ms < 1000; ms += 999) {
+            char got[25], want[32];
+            time_t t = (time_t)secs[i];
+            struct tm tm;
+            gmtime_r(&t, &tm);
+            size_t n = strftime(want, sizeof want, "%Y-%m-%dT%H:%M:%S", &tm);
+            snprintf(want + n, sizeof want - n, ".%03dZ", ms);
+            /* twice: the second call may come from a per-second cache */
+            audit_format_time(secs[i] * 1000 + ms, got);
+            CHECK(strcmp(got, want) == 0);
+            audit_format_time(secs[i] * 1000 + ms, got);
+            CHECK(strcmp(got, want) == 0);
+            if (strcmp(got, want) != 0)
+                fprintf(stderr, "format_time %lld: got %s want %s\n", (long long)secs[i], got, want);
+        }
+    }
+    char got[25];
+    audit_format_time(-1, got);
+    CHECK(strcmp(got, "0000-00-00T00:00:00.000Z") == 0);
+    audit_format_time(253402300800000LL, got); /* year 10000 */
+    CHECK(strcmp(got, "0000-00-00T00:00:00.000Z") == 0);
+}
+
+/* fmt_i64 (the writer's and the Redis command's numbers) against snprintf, at every power of
+ * ten and its neighbours, both signs, and the ends of the range. */
+static void test_fmt_i64(void)
+{
+    int64_t vals[200];
+    size_t n = 0;
+    vals[n++] = INT64_MIN;
+    vals[n++] = INT64_MAX;
+    vals[n++] = INT64_MIN + 1;
+    for (int64_t p = 1; n + 6 <= sizeof vals / sizeof vals[0]; p *= 10) {
+        int64_t c[3] = {p - 1, p, p + 1};
+        for (int k = 0; k < 3; k++) {
+            vals[n++] = c[k];
+            vals[n++] = -c[k];
+        }
+        if (p > INT64_MAX / 10)
+            break;
+    }
+    for (size_t i = 0; i < n; i++) {
+        char got[24], want[24];
+        memset(got, 'x', sizeof got);
+        size_t len = fmt_i64(got, vals[i]);
+        int wl = snprintf(want, sizeof want, "%lld", (long long)vals[i]);
+        CHECK(len == (size_t)wl && strcmp(got, want) == 0);
+        if (len != (size_t)wl || strcmp(got, want) != 0)
+            fprintf(stderr, "fmt_i64: got %s want %s\n", got, want);
+    }
+    /* both ASCII case-insensitive comparisons */
+    CHECK(ascii_eq_nocase("Content-Length", 14, "content-length"));
+    CHECK(!ascii_eq_nocase("Content-Lengt", 13, "content-length"));
+    CHECK(!ascii_eq_nocase("Content-Lengthx", 15, "content-length"));
+    CHECK(!ascii_eq_nocase("Content-Lengtx", 14, "content-length"));
+    CHECK(ascii_eq_nocase("", 0, ""));
+    CHECK(!ascii_eq_nocase("a\0", 2, "a"));
+}
+
+/* The word-at-a-time scan: every byte value at every position of a 16-byte value, and a
+ * 3-byte UTF-8 character across the 8-byte boundary. */
+static void test_escape_positions(void)
+{
+    struct jsonw j;
+    jw_init(&j);
+    int bad = 0;
+    for (int c = 0; c < 256; c++) {
+        char one[8];
+        if (c == '"' || c == '\\')
+            snprintf(one, sizeof one, "\\%c", c);
+        else if (c == '\n' || c == '\r' || c == '\t')
+            snprintf(one, sizeof one, "\\%c", c == '\n' ? 'n' : c == '\r' ? 'r' : 't');
+        else if (c >= 0x20 && c < 0x7f)
+            snprintf(one, sizeof one, "%c", c);
+        else
+            snprintf(one, sizeof one, "\\u00%02x", c);
+        for (int at = 0; at < 16; at++) {
+            char in[16], want[64];
+            memset(in, 'a', sizeof in);
+            in[at] = (char)c;
+            int w = snprintf(want, sizeof want, "\"%.*s%s%.*s\"", at, "aaaaaaaaaaaaaaaa", one,
+                             15 - at, "aaaaaaaaaaaaaaaa");
+            jw_reset(&j);
+            jw_str(&j, in, sizeof in);
+            if (j.len != (size_t)w || memcmp(j.buf, want, (size_t)w) != 0) {
+                if (!bad++)
+                    fprintf(stderr, "escape byte %02x at %d: got %.*s want %s\n", c, at,
+                            (int)j.len, j.buf, want);
+            }
+        }
+    }
+    CHECK(bad == 0);
+    for (int at = 0; at < 14; at++) {
+        char in[16];
+        memset(in, 'b', sizeof in);
+        memcpy(in + at, "\xe1\xba\xa1", 3);
+        jw_reset(&j);
+        jw_str(&j, in, sizeof in);
+        CHECK(j.len == 18 && memcmp(j.buf + 1, in, 16) == 0);
+    }
     jw_free(&j);
 }
 
@@ -296,6 +494,10 @@ int main(void)
     test_sha256();
     test_merkle_vectors();
     test_escaping();
+    test_exact_output();
+    test_format_time();
+    test_fmt_i64();
+    test_escape_positions();
     test_writer();
     return check_done("test_audit");
 }
