@@ -314,6 +314,10 @@ def main():
     ap.add_argument("--wrap", default="",
                     help="a command prefix for lookupgate, e.g. \"valgrind --tool=callgrind\"")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
+    ap.add_argument("--base-build", metavar="DIR",
+                    help="also run the lookupgate of another build (e.g. a worktree of an "
+                         "earlier commit) as the target lookupgate-base, interleaved with the "
+                         "others: a change measured side by side")
     ap.add_argument("--audit-dir", default=None,
                     help="where lookupgate's audit log goes (default: under the build dir)")
     args = ap.parse_args()
@@ -332,7 +336,8 @@ def main():
 
     try:
         ports = {k: free_port() for k in ("redis", "stub", "lg", "nginx", "nginx_limit",
-                                           "haproxy", "haproxy_limit", "lg_admin")}
+                                           "haproxy", "haproxy_limit", "lg_admin", "base",
+                                           "base_admin")}
         redis = start(["redis-server", "--port", str(ports["redis"]), "--bind", "127.0.0.1",
                        "--save", "", "--appendonly", "no", "--dir", tmp,
                        "--logfile", os.path.join(tmp, "redis.log")])
@@ -366,6 +371,19 @@ def main():
         targets = [Target("stub", "stub (no proxy)", ports["stub"], None, [stub]),
                    Target("lookupgate", "lookupgate (full policy)", ports["lg"], ports["lg"],
                           [lg])]
+        if args.base_build:
+            args.base_build = os.path.abspath(args.base_build)
+            base_cfg = dict(lg_cfg, instance="base",
+                            listeners=[{"address": "127.0.0.1:%d" % ports["base"]}],
+                            admin={"address": "127.0.0.1:%d" % ports["base_admin"]},
+                            audit=dict(lg_cfg["audit"], dir=os.path.join(audit_parent, "base")))
+            with open(os.path.join(tmp, "base.json"), "w") as f:
+                json.dump(base_cfg, f)
+            base = start([os.path.join(args.base_build, "lookupgate"), "-c",
+                          os.path.join(tmp, "base.json")],
+                         stderr=open(os.path.join(tmp, "base.err"), "wb"))
+            targets.append(Target("lookupgate-base", "lookupgate (base build)", ports["base"],
+                                  ports["base"], [base]))
         if shutil.which("nginx"):
             fill(os.path.join(ROOT, "bench", "peers", "nginx.conf.in"),
                  os.path.join(tmp, "nginx.conf"),
@@ -386,7 +404,8 @@ def main():
                                   ports["haproxy_limit"], [hp]))
         else:
             print("haproxy is not installed: no HAProxy column (apt-get install haproxy)")
-        targets = [t for t in targets if t.name in args.targets.split(",")]
+        targets = [t for t in targets
+                   if t.name in args.targets.split(",") or t.name == "lookupgate-base"]
         for t in targets:
             wait_port(t.port, t.procs[0])
             if t.limit_port:
@@ -430,12 +449,13 @@ def main():
                 p.wait(15)
             except subprocess.TimeoutExpired:
                 p.kill()
-        audit = os.path.join(audit_parent, "audit")
-        if os.path.isdir(audit):
-            r = subprocess.run([os.path.join(args.build, "lookupgate-audit"), "verify", audit,
-                                "--pubkey", os.path.join(tmp, "keys", "signing.pub")],
-                               capture_output=True, text=True)
-            print("\nlookupgate's audit log: " + (r.stdout.strip().split("\n") or [""])[0])
+        for name, who in (("audit", "lookupgate's"), ("base", "the base build's")):
+            audit = os.path.join(audit_parent, name)
+            if os.path.isdir(audit):
+                r = subprocess.run([os.path.join(args.build, "lookupgate-audit"), "verify",
+                                    audit, "--pubkey", os.path.join(tmp, "keys", "signing.pub")],
+                                   capture_output=True, text=True)
+                print("\n%s audit log: %s" % (who, (r.stdout.strip().split("\n") or [""])[0]))
         if sys.exc_info()[0] is not None:  # keep the logs of a failed run
             print("logs kept in %s" % tmp, file=sys.stderr)
         else:
