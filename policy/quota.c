@@ -157,9 +157,11 @@ void quota_headers(char *buf, size_t len, const struct quota_plan *pl,
 void quota_violated(char *buf, size_t len, const struct quota_plan *pl,
                     const struct quota_result *r)
 {
-    size_t o = 0;
-    buf[0] = '\0';
-    for (int i = 0; i < r->n && i < pl->n && o < len; i++)
-        if (r->c[i].over)
-            o += (size_t)snprintf(buf + o, len - o, "%s%s", o ? ", " : "", pl->checks[i].name);
+    struct sbuf b = sb_make(buf, len);
+    for (int i = 0; i < r->n && i < pl->n; i++)
+        if (r->c[i].over) {
+            if (b.len)
+                sb_str(&b, ", ");
+            sb_str(&b, pl->checks[i].name);
+        }
 }

@@ -774,32 +774,37 @@ static void refuse_decision(struct conn *c, int close)
     count_decision(c, g->dec.decision);
     signal_decision(c, g->dec.decision);
     const struct decision_info *di = &decision_info[g->dec.decision];
-    char hdrs[1200] = "", members[400] = "";
+    char hdrs[1200], members[400];
+    struct sbuf h = sb_make(hdrs, sizeof hdrs), m = sb_make(members, sizeof members);
     switch (g->dec.decision) {
     case DECISION_DENY_NO_CREDENTIAL:
-        snprintf(hdrs, sizeof hdrs, "WWW-Authenticate: Bearer realm=\"lookupgate\"\r\n");
+        sb_str(&h, "WWW-Authenticate: Bearer realm=\"lookupgate\"\r\n");
         break;
     case DECISION_DENY_CREDENTIAL:
     case DECISION_DENY_EXPIRED:
     case DECISION_DENY_NOT_YET_VALID:
-        snprintf(hdrs, sizeof hdrs,
-                 "WWW-Authenticate: Bearer realm=\"lookupgate\", error=\"invalid_token\"\r\n");
+        sb_str(&h, "WWW-Authenticate: Bearer realm=\"lookupgate\", error=\"invalid_token\"\r\n");
         break;
     case DECISION_DENY_QUOTA: {
-        size_t o = (size_t)snprintf(members, sizeof members, ",\"violated\":[");
-        for (int i = 0; i < g->qres.n && i < g->plan.n && o < sizeof members; i++)
-            if (g->qres.c[i].over) /* policy names are [a-z0-9._-]: nothing to escape */
-                o += (size_t)snprintf(members + o, sizeof members - o, "%s\"%s\"",
-                                      members[o - 1] == '[' ? "" : ",", g->plan.checks[i].name);
-        if (o < sizeof members)
-            snprintf(members + o, sizeof members - o, "],\"retry_after\":%d",
-                     quota_retry_after(&g->qres));
-        snprintf(hdrs, sizeof hdrs, "Retry-After: %d\r\n%s", quota_retry_after(&g->qres),
-                 g->hdrs);
+        int first = 1;
+        sb_str(&m, ",\"violated\":[");
+        for (int i = 0; i < g->qres.n && i < g->plan.n; i++)
+            if (g->qres.c[i].over) { /* policy names are [a-z0-9._-]: nothing to escape */
+                sb_str(&m, first ? "\"" : ",\"");
+                sb_str(&m, g->plan.checks[i].name);
+                sb_str(&m, "\"");
+                first = 0;
+            }
+        sb_str(&m, "],\"retry_after\":");
+        sb_int(&m, quota_retry_after(&g->qres));
+        sb_str(&h, "Retry-After: ");
+        sb_int(&h, quota_retry_after(&g->qres));
+        sb_str(&h, "\r\n");
+        sb_str(&h, g->hdrs);
         break;
     }
     case DECISION_DENY_STORE:
-        snprintf(hdrs, sizeof hdrs, "Retry-After: 1\r\n");
+        sb_str(&h, "Retry-After: 1\r\n");
         break;
     default:
         break;

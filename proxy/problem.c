@@ -5,6 +5,8 @@
 #include <stdio.h>
 #include <string.h>
 
+#include "common/util.h"
+
 const char *http_reason_phrase(int status)
 {
     switch (status) {
@@ -75,26 +77,40 @@ void problem_write(struct evbuffer *out, int status, const char *type, const cha
                    const char *request_id, int close, const char *extra_headers,
                    const char *extra_members, int head_only)
 {
-    char body[1536], d[512], id[96];
+    /* Built with sbuf, not printf: this is every refusal's path (429 included). */
+    char body[1536], head[2048], d[512], id[96];
     problem_json_escape(d, sizeof d, detail ? detail : "");
     problem_json_escape(id, sizeof id, request_id ? request_id : "");
-    int blen = snprintf(body, sizeof body,
-                        "{\"type\":\"urn:lookupgate:problem:%s\",\"title\":\"%s\",\"status\":%d,"
-                        "\"detail\":\"%s\",\"request_id\":\"%s\"%s}\n",
-                        type, http_reason_phrase(status), status, d, id,
-                        extra_members ? extra_members : "");
-    if (blen < 0 || (size_t)blen >= sizeof body)
-        blen = (int)strlen(body);
-    evbuffer_add_printf(out,
-                        "HTTP/1.1 %d %s\r\n"
-                        "Content-Type: application/problem+json\r\n"
-                        "Content-Length: %d\r\n"
-                        "Cache-Control: no-store\r\n"
-                        "X-Request-Id: %s\r\n"
-                        "%s"
-                        "Connection: %s\r\n\r\n",
-                        status, http_reason_phrase(status), blen, id,
-                        extra_headers ? extra_headers : "", close ? "close" : "keep-alive");
+    const char *reason = http_reason_phrase(status);
+    struct sbuf b = sb_make(body, sizeof body);
+    sb_str(&b, "{\"type\":\"urn:lookupgate:problem:");
+    sb_str(&b, type);
+    sb_str(&b, "\",\"title\":\"");
+    sb_str(&b, reason);
+    sb_str(&b, "\",\"status\":");
+    sb_int(&b, status);
+    sb_str(&b, ",\"detail\":\"");
+    sb_str(&b, d);
+    sb_str(&b, "\",\"request_id\":\"");
+    sb_str(&b, id);
+    sb_str(&b, "\"");
+    if (extra_members)
+        sb_str(&b, extra_members);
+    sb_str(&b, "}\n");
+    struct sbuf h = sb_make(head, sizeof head);
+    sb_str(&h, "HTTP/1.1 ");
+    sb_int(&h, status);
+    sb_str(&h, " ");
+    sb_str(&h, reason);
+    sb_str(&h, "\r\nContent-Type: application/problem+json\r\nContent-Length: ");
+    sb_int(&h, (int64_t)b.len);
+    sb_str(&h, "\r\nCache-Control: no-store\r\nX-Request-Id: ");
+    sb_str(&h, id);
+    sb_str(&h, "\r\n");
+    if (extra_headers)
+        sb_str(&h, extra_headers);
+    sb_str(&h, close ? "Connection: close\r\n\r\n" : "Connection: keep-alive\r\n\r\n");
+    evbuffer_add(out, head, h.len);
     if (!head_only)
-        evbuffer_add(out, body, (size_t)blen);
+        evbuffer_add(out, body, b.len);
 }
