@@ -1,12 +1,15 @@
 /* Unit tests for proxy/http_head.c and proxy/http_req.c: the strict head scanner and the
  * semantic checks, each vector whole and split byte by byte. */
+#include <event2/buffer.h>
 #include <http_parser.h>
 #include <stdlib.h>
+#include <string.h>
 
 #include "../check.h"
 #include "common/arena.h"
 #include "proxy/http_head.h"
 #include "proxy/http_req.h"
+#include "proxy/problem.h"
 
 static const struct http_limits lim = {8192, 4096, 100, 65536};
 
@@ -250,11 +253,60 @@ static void test_fields(void)
     arena_reset(&a);
 }
 
+/* The bytes of a refusal on the wire (what the TTHC client parses), and a long detail cut so
+ * that Content-Length still matches the body. */
+static void test_problem_bytes(void)
+{
+    struct evbuffer *b = evbuffer_new();
+    problem_write(b, 429, "quota-exceeded", "quota \"x\"\n exceeded", "gw-1-2", 0,
+                  "Retry-After: 60\r\n", ",\"violated\":[\"m\"],\"retry_after\":60", 0);
+    static const char want[] =
+        "HTTP/1.1 429 Too Many Requests\r\nContent-Type: application/problem+json\r\n"
+        "Content-Length: 184\r\nCache-Control: no-store\r\nX-Request-Id: gw-1-2\r\n"
+        "Retry-After: 60\r\nConnection: keep-alive\r\n\r\n"
+        "{\"type\":\"urn:lookupgate:problem:quota-exceeded\",\"title\":\"Too Many Requests\","
+        "\"status\":429,\"detail\":\"quota \\\"x\\\"\\u000a exceeded\",\"request_id\":\"gw-1-2\","
+        "\"violated\":[\"m\"],\"retry_after\":60}\n";
+    size_t n = evbuffer_get_length(b);
+    const char *got = (const char *)evbuffer_pullup(b, -1);
+    CHECK(n == sizeof want - 1 && memcmp(got, want, n) == 0);
+    if (n != sizeof want - 1 || memcmp(got, want, n) != 0)
+        fprintf(stderr, "got  %.*s\nwant %s\n", (int)n, got, want);
+    evbuffer_drain(b, n);
+
+    problem_write(b, 400, "bad-request", NULL, NULL, 1, NULL, NULL, 1); /* HEAD: no body */
+    static const char head[] =
+        "HTTP/1.1 400 Bad Request\r\nContent-Type: application/problem+json\r\n"
+        "Content-Length: 109\r\nCache-Control: no-store\r\nX-Request-Id: \r\n"
+        "Connection: close\r\n\r\n";
+    n = evbuffer_get_length(b);
+    got = (const char *)evbuffer_pullup(b, -1);
+    CHECK(n == sizeof head - 1 && memcmp(got, head, n) == 0);
+    if (n != sizeof head - 1 || memcmp(got, head, n) != 0)
+        fprintf(stderr, "got  %.*s\nwant %s\n", (int)n, got, head);
+    evbuffer_drain(b, n);
+
+    char members[1600];
+    memset(members, 'a', sizeof members - 1);
+    members[sizeof members - 1] = '\0';
+    problem_write(b, 403, "forbidden", "d", "r", 0, NULL, members, 0);
+    n = evbuffer_get_length(b);
+    got = (const char *)evbuffer_pullup(b, -1);
+    const char *cl = strstr(got, "Content-Length: "), *end = strstr(got, "\r\n\r\n");
+    CHECK(cl != NULL && end != NULL);
+    if (cl && end) {
+        long blen = strtol(cl + 16, NULL, 10);
+        CHECK(blen > 1000 && (size_t)blen == n - (size_t)(end + 4 - got));
+    }
+    evbuffer_free(b);
+}
+
 int main(void)
 {
     test_vectors();
     test_nul_in_value();
     test_limits();
     test_fields();
+    test_problem_bytes();
     return check_done("test_http_head");
 }
