@@ -291,12 +291,18 @@ static void test_problem_bytes(void)
     members[sizeof members - 1] = '\0';
     problem_write(b, 403, "forbidden", "d", "r", 0, NULL, members, 0);
     n = evbuffer_get_length(b);
-    got = (const char *)evbuffer_pullup(b, -1);
-    const char *cl = strstr(got, "Content-Length: "), *end = strstr(got, "\r\n\r\n");
-    CHECK(cl != NULL && end != NULL);
-    if (cl && end) {
-        long blen = strtol(cl + 16, NULL, 10);
-        CHECK(blen > 1000 && (size_t)blen == n - (size_t)(end + 4 - got));
+    char *text = malloc(n + 1); /* the evbuffer's bytes are not NUL-terminated */
+    CHECK(text != NULL);
+    if (text) {
+        memcpy(text, evbuffer_pullup(b, -1), n);
+        text[n] = '\0';
+        const char *cl = strstr(text, "Content-Length: "), *end = strstr(text, "\r\n\r\n");
+        CHECK(cl != NULL && end != NULL);
+        if (cl && end) {
+            long blen = strtol(cl + 16, NULL, 10);
+            CHECK(blen > 1000 && (size_t)blen == n - (size_t)(end + 4 - text));
+        }
+        free(text);
     }
     evbuffer_free(b);
 }
