@@ -59,35 +59,6 @@ long b64_decode(const char *s, size_t slen, uint8_t *out)
     return n;
 }
 
-void sha256_begin(struct sha256 *h)
-{
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
-    if (c == NULL || EVP_DigestInit_ex(c, EVP_sha256(), NULL) != 1)
-        abort();
-    h->ctx = c;
-}
-
-void sha256_add(struct sha256 *h, const void *data, size_t len)
-{
-    EVP_DigestUpdate(h->ctx, data, len);
-}
-
-void sha256_end(struct sha256 *h, uint8_t out[32])
-{
-    EVP_DigestFinal_ex(h->ctx, out, NULL);
-    EVP_MD_CTX_free(h->ctx);
-    h->ctx = NULL;
-}
-
-void sha256_peek(const struct sha256 *h, uint8_t out[32])
-{
-    EVP_MD_CTX *c = EVP_MD_CTX_new();
-    if (c == NULL || EVP_MD_CTX_copy_ex(c, h->ctx) != 1)
-        abort();
-    EVP_DigestFinal_ex(c, out, NULL);
-    EVP_MD_CTX_free(c);
-}
-
 int audit_check_key_file(const char *path, const char *dir, char *err, size_t errlen)
 {
     struct stat st;

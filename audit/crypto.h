@@ -1,4 +1,4 @@
-/* The audit log's cryptography, all OpenSSL: hex and base64, a streaming SHA-256, Ed25519
+/* The audit log's cryptography, all OpenSSL: hex and base64, SHA-256 (common/sha256.h), Ed25519
  * checkpoint signatures, the citizen-ID key (HMAC-SHA256) and the checks on key files. */
 #ifndef LG_AUDIT_CRYPTO_H
 #define LG_AUDIT_CRYPTO_H
@@ -16,16 +16,6 @@ int hex_decode(const char *s, size_t slen, uint8_t *out);  /* slen even; 0 or -1
 size_t b64_encode(const uint8_t *b, size_t n, char *out);
 /* Returns the decoded length, or -1. out holds 3*slen/4 bytes. */
 long b64_decode(const char *s, size_t slen, uint8_t *out);
-
-/* A SHA-256 over data arriving in pieces. */
-struct sha256 {
-    void *ctx;
-};
-void sha256_begin(struct sha256 *h);
-void sha256_add(struct sha256 *h, const void *data, size_t len);
-void sha256_end(struct sha256 *h, uint8_t out[32]);
-/* A copy of the state (the running hash continues). */
-void sha256_peek(const struct sha256 *h, uint8_t out[32]);
 
 /* Checks that a key file is a regular file readable by its owner only and, when dir is given,
  * not inside dir. 0, or -1 with a message. */

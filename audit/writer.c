@@ -81,7 +81,7 @@ struct audit {
     int fd;                          /* current segment, -1 when none */
     char seg[SEG_NAME_MAX];
     uint64_t seg_bytes;              /* durable bytes in it */
-    struct sha256 seg_hash;          /* of those bytes */
+    struct sha256_state seg_hash;    /* of those bytes */
     int seg_day;                     /* local day it belongs to (YYYYMMDD) */
     struct merkle tree;              /* every leaf so far; size == next seq */
     uint8_t prev_leaf[32];
@@ -395,7 +395,7 @@ static int flush_out(struct audit *a, char *why, size_t whylen)
     atomic_fetch_add(&a->st_fsync_us, (unsigned long long)took);
     hist_observe(&a->st_fsync, took);
     atomic_fetch_add(&a->st_batches, 1);
-    sha256_add(&a->seg_hash, a->out.buf, a->out.len);
+    sha256_update(&a->seg_hash, a->out.buf, a->out.len);
     a->seg_bytes += a->out.len;
     return 0;
 }
@@ -425,7 +425,7 @@ static void close_segment(struct audit *a, const char *sealed)
     close(a->fd);
     a->fd = -1;
     uint8_t sha[32];
-    sha256_end(&a->seg_hash, sha);
+    sha256_final(&a->seg_hash, sha);
     if (a->seg_bytes == 0) {
         /* Not even its header became durable (it failed at once): it is no part of the chain.
          * The next segment moves it aside and names the one before it as its predecessor. */
@@ -503,7 +503,7 @@ static int open_segment(struct audit *a, char *why, size_t whylen)
     a->fd = fd;
     a->seg_bytes = 0;
     a->seg_day = day;
-    sha256_begin(&a->seg_hash);
+    sha256_init(&a->seg_hash);
     struct jsonw j;
     jw_init(&j);
     header_body(a, &j);
@@ -1043,7 +1043,7 @@ fail:
     jw_free(&rec);
     if (a->fd >= 0) {
         close(a->fd);
-        sha256_end(&a->seg_hash, a->prev.sha);
+        sha256_final(&a->seg_hash, a->prev.sha);
     }
     jw_free(&a->out);
     pthread_mutex_destroy(&a->mu);

@@ -318,6 +318,9 @@ def main():
                     help="also run the lookupgate of another build (e.g. a worktree of an "
                          "earlier commit) as the target lookupgate-base, interleaved with the "
                          "others: a change measured side by side")
+    ap.add_argument("--allocs", action="store_true",
+                    help="count lookupgate's heap allocations (LD_PRELOAD of the build's "
+                         "liballoc-count.so) and print them per request under each table")
     ap.add_argument("--audit-dir", default=None,
                     help="where lookupgate's audit log goes (default: under the build dir)")
     args = ap.parse_args()
@@ -326,6 +329,7 @@ def main():
     modes = args.modes.split(",")
 
     tmp = tempfile.mkdtemp(prefix="lg-bench-")
+    args.alloc_dir = tmp
     audit_parent = tempfile.mkdtemp(prefix="bench-audit-", dir=os.path.abspath(args.audit_dir or args.build))
     procs = []
 
@@ -346,6 +350,15 @@ def main():
         write_policy(os.path.join(tmp, "policy.json"), args.accounts)
         subprocess.run([os.path.join(args.build, "lookupgate-audit"), "keygen", "--out",
                         os.path.join(tmp, "keys")], check=True, stdout=subprocess.DEVNULL)
+        def alloc_env(name):
+            if not args.allocs:
+                return None
+            shim = os.path.join(args.build, "liballoc-count.so")
+            if not os.path.exists(shim):
+                raise SystemExit("--allocs needs %s (a build without sanitizers)" % shim)
+            return dict(os.environ, LD_PRELOAD=shim,
+                        LG_ALLOC_COUNT=os.path.join(tmp, "allocs." + name))
+
         lg_cfg = {
             "workers": args.workers, "log": {"level": "warn"}, "instance": "bench",
             "policy": os.path.join(tmp, "policy.json"),
@@ -364,7 +377,8 @@ def main():
             json.dump(lg_cfg, f)
         lg_err = open(os.path.join(tmp, "lookupgate.err"), "wb")
         lg = start(args.wrap.split() + [os.path.join(args.build, "lookupgate"), "-c",
-                    os.path.join(tmp, "lookupgate.json")], stderr=lg_err)
+                    os.path.join(tmp, "lookupgate.json")], stderr=lg_err,
+                   env=alloc_env("lookupgate"))
         values = {"WORKERS": args.workers, "TMP": tmp, "NOFILE": nofile(),
                   "MAXCONN": nofile() // 2 - 100, "STUB_PORT": ports["stub"],
                   "PER_MINUTE": 1000000, "PER_DAY": 1000000000}
@@ -381,7 +395,8 @@ def main():
                 json.dump(base_cfg, f)
             base = start([os.path.join(args.base_build, "lookupgate"), "-c",
                           os.path.join(tmp, "base.json")],
-                         stderr=open(os.path.join(tmp, "base.err"), "wb"))
+                         stderr=open(os.path.join(tmp, "base.err"), "wb"),
+                         env=alloc_env("lookupgate-base"))
             targets.append(Target("lookupgate-base", "lookupgate (base build)", ports["base"],
                                   ports["base"], [base]))
         if shutil.which("nginx"):
@@ -476,7 +491,8 @@ def run_load(mode, targets, args, redis, redis_port):
     else:
         env = {"LG_BENCH_ACCOUNTS": str(args.accounts)}
     acc = {t.name: {"requests": 0, "seconds": 0.0, "non2xx": 0, "errors": 0, "p50": [],
-                    "p99": [], "cpu": 0.0, "redis_cpu": 0.0, "scripts": 0} for t in targets}
+                    "p99": [], "cpu": 0.0, "redis_cpu": 0.0, "scripts": 0, "allocs": 0}
+           for t in targets}
     for rnd in range(args.rounds):
         order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
         for t in order:
@@ -489,7 +505,9 @@ def run_load(mode, targets, args, redis, redis_port):
                                          str(t.procs[0].pid)], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
             c0, r0, s0 = cpu_s(pids), cpu_s([redis.pid]), script_calls(redis_port)
+            m0 = alloc_count(t, args)
             w = run_wrk(port, args, env)
+            acc[t.name]["allocs"] += alloc_count(t, args) - m0
             if perf:
                 perf.send_signal(signal.SIGINT)
                 perf.wait()
@@ -518,6 +536,19 @@ def run_load(mode, targets, args, redis, redis_port):
             1e6 * a["cpu"] / max(a["requests"], 1), 1e6 * a["redis_cpu"] / max(a["requests"], 1),
             a["scripts"] / max(a["requests"], 1), status_kib(t.pids(), "VmHWM") / 1024.0,
             wrong + a["errors"], "%.2f" % (rps / base_rps) if base_rps else "-"))
+    if args.allocs:
+        print("\nheap allocations per request (malloc, calloc, realloc, memalign calls of the "
+              "whole process while wrk ran): " + "; ".join(
+                  "%s %.2f" % (t.name, acc[t.name]["allocs"] / max(acc[t.name]["requests"], 1))
+                  for t in targets if t.name.startswith("lookupgate")))
+
+
+def alloc_count(t, args):
+    """The allocation counter of a lookupgate target started with --allocs, else 0."""
+    if not args.allocs or not t.name.startswith("lookupgate"):
+        return 0
+    with open(os.path.join(args.alloc_dir, "allocs." + t.name), "rb") as f:
+        return int.from_bytes(f.read(8), "little")
 
 
 def run_idle(targets, args):

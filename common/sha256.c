@@ -1,67 +1,71 @@
+/* See sha256.h for why this uses OpenSSL's low-level SHA-256 functions. */
+#define OPENSSL_SUPPRESS_DEPRECATED
 #include "common/sha256.h"
 
 #include <openssl/crypto.h>
-#include <openssl/evp.h>
-#include <pthread.h>
-#include <stdlib.h>
+#include <openssl/sha.h>
+#include <stdalign.h>
 #include <string.h>
 
-static EVP_MD *md;
-static pthread_once_t md_once = PTHREAD_ONCE_INIT;
-static pthread_key_t ctx_key;
+_Static_assert(sizeof(SHA256_CTX) <= sizeof(struct sha256_state), "SHA256_CTX does not fit");
+_Static_assert(alignof(SHA256_CTX) <= alignof(struct sha256_state), "SHA256_CTX alignment");
 
-static void free_ctx(void *c)
+#define CTX(s) ((SHA256_CTX *)(void *)(s)->opaque)
+
+/* SHA256_Init/_Update/_Final fail only on NULL arguments, which these never pass. */
+void sha256_init(struct sha256_state *s)
 {
-    EVP_MD_CTX_free(c);
+    SHA256_Init(CTX(s));
 }
 
-static void fetch_md(void)
+void sha256_update(struct sha256_state *s, const void *data, size_t len)
 {
-    md = EVP_MD_fetch(NULL, "SHA2-256", NULL);
-    if (md == NULL || pthread_key_create(&ctx_key, free_ctx) != 0)
-        abort();
+    SHA256_Update(CTX(s), data, len);
 }
 
-/* This thread's context (freed when the thread exits). */
-static EVP_MD_CTX *thread_ctx(void)
+void sha256_final(struct sha256_state *s, uint8_t out[32])
 {
-    pthread_once(&md_once, fetch_md);
-    EVP_MD_CTX *c = pthread_getspecific(ctx_key);
-    if (c == NULL) {
-        c = EVP_MD_CTX_new();
-        if (c == NULL || pthread_setspecific(ctx_key, c) != 0)
-            abort();
-    }
-    return c;
+    SHA256_Final(out, CTX(s));
 }
 
 void sha256_two(const void *a, size_t alen, const void *b, size_t blen, uint8_t out[32])
 {
-    EVP_MD_CTX *c = thread_ctx();
-    if (EVP_DigestInit_ex2(c, md, NULL) != 1 || EVP_DigestUpdate(c, a, alen) != 1 ||
-        (blen && EVP_DigestUpdate(c, b, blen) != 1) || EVP_DigestFinal_ex(c, out, NULL) != 1)
-        abort(); /* only on allocation failure inside OpenSSL */
+    struct sha256_state s;
+    sha256_init(&s);
+    sha256_update(&s, a, alen);
+    if (blen)
+        sha256_update(&s, b, blen);
+    sha256_final(&s, out);
 }
 
 void hmac_sha256_key_init(struct hmac_sha256_key *k, const uint8_t *key, size_t len)
 {
-    uint8_t block[64] = {0};
-    if (len > sizeof block) {
+    uint8_t block[64] = {0}, pad[64];
+    if (len > sizeof block)
         sha256_two(key, len, NULL, 0, block);
-        len = 32;
-    } else {
+    else
         memcpy(block, key, len);
-    }
-    for (size_t i = 0; i < sizeof block; i++) {
-        k->ipad[i] = block[i] ^ 0x36;
-        k->opad[i] = block[i] ^ 0x5c;
-    }
+    for (size_t i = 0; i < sizeof block; i++)
+        pad[i] = block[i] ^ 0x36;
+    sha256_init(&k->inner);
+    sha256_update(&k->inner, pad, sizeof pad);
+    for (size_t i = 0; i < sizeof block; i++)
+        pad[i] = block[i] ^ 0x5c;
+    sha256_init(&k->outer);
+    sha256_update(&k->outer, pad, sizeof pad);
     OPENSSL_cleanse(block, sizeof block);
+    OPENSSL_cleanse(pad, sizeof pad);
 }
 
 void hmac_sha256(const struct hmac_sha256_key *k, const void *msg, size_t len, uint8_t out[32])
 {
     uint8_t inner[32];
-    sha256_two(k->ipad, sizeof k->ipad, msg, len, inner);
-    sha256_two(k->opad, sizeof k->opad, inner, sizeof inner, out);
+    struct sha256_state s = k->inner;
+    sha256_update(&s, msg, len);
+    sha256_final(&s, inner);
+    s = k->outer;
+    sha256_update(&s, inner, sizeof inner);
+    sha256_final(&s, out);
+    OPENSSL_cleanse(&s, sizeof s);
+    OPENSSL_cleanse(inner, sizeof inner);
 }

@@ -508,11 +508,11 @@ static void result_done(void *arg, int durable)
 /* SHA-256 of the response body, hex. */
 static void body_digest(struct evbuffer *b, char out[65])
 {
-    struct sha256 h;
+    struct sha256_state h;
     struct evbuffer_iovec v[16];
     struct evbuffer_ptr pos;
     uint8_t md[32];
-    sha256_begin(&h);
+    sha256_init(&h);
     evbuffer_ptr_set(b, &pos, 0, EVBUFFER_PTR_SET);
     for (;;) {
         int n = evbuffer_peek(b, -1, &pos, v, 16);
@@ -520,14 +520,14 @@ static void body_digest(struct evbuffer *b, char out[65])
             break;
         size_t got = 0;
         for (int i = 0; i < n && i < 16; i++) {
-            sha256_add(&h, v[i].iov_base, v[i].iov_len);
+            sha256_update(&h, v[i].iov_base, v[i].iov_len);
             got += v[i].iov_len;
         }
         if (n <= 16)
             break;
         evbuffer_ptr_set(b, &pos, got, EVBUFFER_PTR_ADD);
     }
-    sha256_end(&h, md);
+    sha256_final(&h, md);
     hex_encode(md, 32, out);
 }
 

@@ -477,6 +477,23 @@ static void test_sha256(void)
         SHA256(both, 130, ref);
         CHECK(memcmp(mac, ref, 32) == 0);
     }
+    /* The running state: any split into pieces, and a copied state continuing on its own. */
+    for (size_t a = 0; a <= 200; a += 9) {
+        for (size_t b = a; b <= 200; b += 23) {
+            struct sha256_state st, copy;
+            sha256_init(&st);
+            sha256_update(&st, msg, a);
+            sha256_update(&st, msg + a, b - a);
+            copy = st;
+            sha256_update(&st, msg + b, 200 - b);
+            sha256_final(&st, mac);
+            SHA256(msg, 200, ref);
+            CHECK(memcmp(mac, ref, 32) == 0);
+            sha256_final(&copy, mac);
+            SHA256(msg, b, ref);
+            CHECK(memcmp(mac, ref, 32) == 0);
+        }
+    }
     uint8_t cid[CID_KEY_BYTES];
     memset(cid, 0x42, sizeof cid);
     char t1[65], t2[65];
