@@ -19,6 +19,7 @@
 
 #include "common/log.h"
 #include "common/util.h"
+#include "policy/replypool.h"
 
 /* KEYS[1] suspension flag, KEYS[2] last use, KEYS[2+i] counter i.
  * ARGV[1] now (ms) or 0 for Redis TIME, ARGV[2] member, ARGV[3..6] local day starts,
@@ -160,6 +161,9 @@ struct quota_store {
     struct op_list waiting;        /* ops waiting for a connection in progress */
     int nwaiting;
     char sha[41];                  /* SHA-1 of the script */
+    struct reply_pool *replies;    /* every context's reply objects */
+    struct quota_op *idle_ops;     /* finished ops kept for reuse, with their timers */
+    int nidle_ops;
     struct quota_store_stats stats;
     char last_error[160];
 };
@@ -178,7 +182,8 @@ struct quota_op {
     int64_t read_now_ms;         /* OP_READ: 0 or the time to read at */
     struct local_days days;      /* OP_READ */
     char *set_key, *set_value;   /* OP_SET (value NULL: delete) */
-    struct event *timer;
+    struct event *timer;         /* made once per op and kept while it idles for reuse */
+    struct quota_op *next_idle;
     int64_t t0_us;
     int tried_eval;
     int waiting;                 /* in s->waiting (not yet sent) */
@@ -189,6 +194,7 @@ struct quota_op {
 
 static void store_connect(struct quota_store *s);
 static void schedule_reset(struct quota_store *s, const char *why);
+static void op_timer_cb(evutil_socket_t fd, short what, void *arg);
 
 /* --- completion ------------------------------------------------------------------------ */
 
@@ -253,12 +259,42 @@ static void op_fail(struct quota_op *op, const char *why)
     op_finish(op, &res);
 }
 
+#define MAX_IDLE_OPS 256
+
+/* A zeroed op up to its plan, with its timer: from the idle list, or new. */
+static struct quota_op *op_get(struct quota_store *s)
+{
+    struct quota_op *op = s->idle_ops;
+    struct event *timer;
+    if (op) {
+        s->idle_ops = op->next_idle;
+        s->nidle_ops--;
+        timer = op->timer;
+    } else {
+        op = xmalloc(sizeof *op);
+        timer = evtimer_new(s->base, op_timer_cb, op);
+    }
+    memset(op, 0, offsetof(struct quota_op, plan));
+    op->s = s;
+    op->timer = timer;
+    return op;
+}
+
+/* Done with op: kept for the next one (up to MAX_IDLE_OPS), or freed. */
 static void op_free(struct quota_op *op)
 {
-    if (op->timer)
-        event_free(op->timer);
+    struct quota_store *s = op->s;
+    evtimer_del(op->timer);
     free(op->set_key);
     free(op->set_value);
+    op->set_key = op->set_value = NULL;
+    if (s->nidle_ops < MAX_IDLE_OPS) {
+        op->next_idle = s->idle_ops;
+        s->idle_ops = op;
+        s->nidle_ops++;
+        return;
+    }
+    event_free(op->timer);
     free(op);
 }
 
@@ -756,6 +792,7 @@ static redisAsyncContext *open_context(struct quota_store *s, const char *host, 
         return NULL;
     }
     ac->data = s;
+    reply_pool_use(s->replies, ac->c.reader);
     redisLibeventAttach(ac, s->base);
     redisAsyncSetConnectCallback(ac, on_connect);
     redisAsyncSetDisconnectCallback(ac, on_disconnect);
@@ -868,6 +905,7 @@ struct quota_store *quota_store_new(struct event_base *base, const struct cfg_st
     s->conn_timer = evtimer_new(base, conn_timer_cb, s);
     s->retry_timer = evtimer_new(base, retry_cb, s);
     s->reset_ev = event_new(base, -1, 0, reset_cb, s);
+    s->replies = reply_pool_new();
     TAILQ_INIT(&s->waiting);
     sha1_hex(quota_script, s->sha);
     atomic_store(&s->stats.ready, cfg->memory);
@@ -881,7 +919,13 @@ void quota_store_free(struct quota_store *s)
     if (s == NULL)
         return;
     fail_waiting(s, "shutting down");
-    teardown(s);
+    teardown(s); /* every op and reply comes back before this returns */
+    for (struct quota_op *op = s->idle_ops, *next; op; op = next) {
+        next = op->next_idle;
+        event_free(op->timer);
+        free(op);
+    }
+    reply_pool_free(s->replies);
     event_free(s->conn_timer);
     event_free(s->retry_timer);
     event_free(s->reset_ev);
@@ -899,7 +943,6 @@ static const char *op_launch(struct quota_op *op)
     if (s->inflight + s->nwaiting >= s->cfg->max_in_flight)
         return "too many quota decisions in flight";
     op->t0_us = now_mono_us();
-    op->timer = evtimer_new(s->base, op_timer_cb, op);
     struct timeval tv = {s->cfg->command_timeout_ms / 1000,
                          (s->cfg->command_timeout_ms % 1000) * 1000};
     evtimer_add(op->timer, &tv);
@@ -942,9 +985,7 @@ struct quota_op *quota_store_admit(struct quota_store *s, const struct quota_pla
         cb(arg, &res);
         return NULL;
     }
-    struct quota_op *op = xmalloc(sizeof *op);
-    memset(op, 0, offsetof(struct quota_op, plan));
-    op->s = s;
+    struct quota_op *op = op_get(s);
     op->kind = OP_ADMIT;
     op->cb = cb;
     op->arg = arg;
@@ -963,8 +1004,7 @@ struct quota_op *quota_store_read(struct quota_store *s, struct quota_read *rd, 
         cb(arg, rd, n, t < 0 ? 0 : t, t < 0 ? "clock outside the expected local days" : NULL);
         return NULL;
     }
-    struct quota_op *op = xcalloc(1, sizeof *op);
-    op->s = s;
+    struct quota_op *op = op_get(s);
     op->kind = OP_READ;
     op->rcb = cb;
     op->arg = arg;
@@ -983,8 +1023,7 @@ struct quota_op *quota_store_set(struct quota_store *s, const char *key, const c
         cb(arg, was, NULL);
         return NULL;
     }
-    struct quota_op *op = xcalloc(1, sizeof *op);
-    op->s = s;
+    struct quota_op *op = op_get(s);
     op->kind = OP_SET;
     op->scb = cb;
     op->arg = arg;

@@ -1,13 +1,17 @@
 /* Redis replies to the quota script: bytes in RESP read by hiredis's own reader (as on the
  * wire), each reply handed to quota_parse_reply with a plan of 0 to 8 counters. A reply is
  * understood or refused; an understood one never has more counters than the plan, and a
- * refused one never becomes an admission. */
+ * refused one never becomes an admission. The same bytes also go through a reader whose
+ * objects come from policy/replypool (as the store's do), which must give the same replies
+ * and the same errors. */
 #include <hiredis/hiredis.h>
 #include <string.h>
 
 #include "policy/quota.h"
+#include "policy/replypool.h"
 #include "policy/store.h"
 #include "tests/fuzz/fuzz.h"
+#include "tests/same_reply.h"
 
 /* hiredis 0.14's reader allocates whatever an array or bulk length says (it has no
  * maxelements); the Redis server is trusted infrastructure and its reader is not what this
@@ -36,13 +40,23 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         pl.checks[i].kind = i % 2 ? QUOTA_DAY : QUOTA_MINUTE;
         pl.checks[i].limit = 10 * (i + 1);
     }
-    redisReader *rd = redisReaderCreate();
-    if (rd == NULL)
+    static struct reply_pool *pool;
+    if (pool == NULL)
+        pool = reply_pool_new();
+    redisReader *rd = redisReaderCreate(), *prd = redisReaderCreate();
+    if (rd == NULL || prd == NULL)
         return 0;
+    reply_pool_use(pool, prd);
     redisReaderFeed(rd, (const char *)data + 1, size - 1);
+    redisReaderFeed(prd, (const char *)data + 1, size - 1);
     for (int k = 0; k < 16; k++) {
-        void *reply = NULL;
-        if (redisReaderGetReply(rd, &reply) != REDIS_OK || reply == NULL)
+        void *reply = NULL, *pooled = NULL;
+        int rc = redisReaderGetReply(rd, &reply), prc = redisReaderGetReply(prd, &pooled);
+        FUZZ_CHECK(rc == prc && (reply == NULL) == (pooled == NULL));
+        FUZZ_CHECK(same_reply(reply, pooled));
+        if (pooled)
+            prd->fn->freeObject(pooled);
+        if (rc != REDIS_OK || reply == NULL)
             break;
         struct quota_result res;
         memset(&res, 0xA5, sizeof res); /* garbage that must not leak through */
@@ -57,5 +71,6 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
         freeReplyObject(reply);
     }
     redisReaderFree(rd);
+    redisReaderFree(prd);
     return 0;
 }
