@@ -68,6 +68,7 @@ struct audit_rec {
     int durable;               /* set by the writer before reporting */
     int kind;
     size_t len;
+    size_t cap;                /* room in text (len + 1 or more) */
     char text[];               /* "\"time\":...}" : the record after seq and prev */
 };
 
@@ -80,6 +81,11 @@ void audit_close(struct audit *a, const char *text, size_t len);
 
 /* A record to submit: text (len bytes, starting with "\"time\":" and ending with '}'). */
 struct audit_rec *audit_rec_new(const char *text, size_t len);
+/* The same, on s's thread, reusing a record s got back (one whose callback has run) when it
+ * has the room: a worker's records cost no allocation once it runs steadily. */
+struct audit_rec *audit_rec_take(struct audit_sink *s, const char *text, size_t len);
+/* Records s keeps for reuse (for tests). */
+int audit_sink_idle(const struct audit_sink *s);
 
 /* A worker's sink: the writer reports to it through an eventfd on base. */
 struct audit_sink *audit_sink_new(struct audit *a, struct event_base *base);

@@ -37,7 +37,12 @@ struct audit_sink {
     struct audit_rec *head, **tail; /* reported records, for the sink's thread */
     int efd;
     struct event *ev;
+    struct audit_rec *idle;         /* reported records kept for audit_rec_take (sink's thread) */
+    int nidle;
 };
+
+#define REC_ROOM 2048    /* text room of a record made by audit_rec_take (most fit) */
+#define MAX_IDLE_RECS 256
 
 /* The last checkpoint written. */
 struct checkpoint {
@@ -116,14 +121,37 @@ void audit_origin(const char *instance, char *out, size_t outlen)
     snprintf(out, outlen, "lookupgate/%s", instance);
 }
 
-struct audit_rec *audit_rec_new(const char *text, size_t len)
+static struct audit_rec *rec_fill(struct audit_rec *r, size_t cap, const char *text, size_t len)
 {
-    struct audit_rec *r = xmalloc(sizeof *r + len + 1);
     memset(r, 0, sizeof *r);
+    r->cap = cap;
     r->len = len;
     memcpy(r->text, text, len);
     r->text[len] = '\0';
     return r;
+}
+
+struct audit_rec *audit_rec_new(const char *text, size_t len)
+{
+    return rec_fill(xmalloc(sizeof(struct audit_rec) + len + 1), len + 1, text, len);
+}
+
+int audit_sink_idle(const struct audit_sink *s)
+{
+    return s->nidle;
+}
+
+struct audit_rec *audit_rec_take(struct audit_sink *s, const char *text, size_t len)
+{
+    if (len + 1 > REC_ROOM)
+        return audit_rec_new(text, len);
+    struct audit_rec *r = s->idle;
+    if (r) {
+        s->idle = r->next;
+        s->nidle--;
+        return rec_fill(r, REC_ROOM, text, len);
+    }
+    return rec_fill(xmalloc(sizeof *r + REC_ROOM), REC_ROOM, text, len);
 }
 
 static void set_state(struct audit *a, enum audit_state st, const char *why)
@@ -182,7 +210,13 @@ static void sink_cb(evutil_socket_t fd, short what, void *arg)
         struct audit_rec *next = r->next;
         if (r->cb)
             r->cb(r->arg, r->durable);
-        free(r);
+        if (r->cap == REC_ROOM && s->nidle < MAX_IDLE_RECS) {
+            r->next = s->idle;
+            s->idle = r;
+            s->nidle++;
+        } else {
+            free(r);
+        }
         r = next;
     }
 }
@@ -218,11 +252,12 @@ void audit_sink_free(struct audit_sink *s)
         return;
     audit_sink_detach(s);
     close(s->efd);
-    struct audit_rec *r = s->head;
-    while (r) {
-        struct audit_rec *next = r->next;
-        free(r);
-        r = next;
+    struct audit_rec *lists[2] = {s->head, s->idle};
+    for (int i = 0; i < 2; i++) {
+        for (struct audit_rec *r = lists[i], *next; r; r = next) {
+            next = r->next;
+            free(r);
+        }
     }
     pthread_mutex_destroy(&s->mu);
     free(s);

@@ -301,7 +301,7 @@ static enum audit_submit_rc submit_record(struct conn *c, const struct req_recor
 {
     struct jsonw *j = &c->w->jw;
     record_request(j, rr);
-    struct audit_rec *r = audit_rec_new(j->buf, j->len);
+    struct audit_rec *r = audit_rec_take(c->w->sink, j->buf, j->len);
     enum audit_submit_rc rc = audit_submit(c->w->sink, r, kind, cb, cb ? c : NULL);
     if (rc == AUDIT_QUEUED && cb) {
         c->arec = r;

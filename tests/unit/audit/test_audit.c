@@ -1,5 +1,6 @@
 /* audit/: the Merkle tree against RFC 6962 test vectors, record escaping, checkpoint signatures,
  * and the writer with verify on a real directory (open, write, close, reopen, tamper). */
+#include <event2/event.h>
 #include <jansson.h>
 #include <openssl/evp.h>
 #include <openssl/hmac.h>
@@ -438,6 +439,85 @@ static void test_writer(void)
     EVP_PKEY_free(pub);
 }
 
+static void count_done(void *arg, int durable)
+{
+    if (durable)
+        ++*(int *)arg;
+}
+
+/* A worker's records come back to its sink after their callback and are reused by
+ * audit_rec_take (no allocation per record); one larger than the room is made to measure.
+ * The log holds each record's own text. */
+static void test_record_reuse(void)
+{
+    char dir[128], keys[160], logdir[160], err[800], path[256];
+    snprintf(dir, sizeof dir, "/tmp/lg-audit-XXXXXX");
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(keys, sizeof keys, "%s/keys", dir);
+    snprintf(logdir, sizeof logdir, "%s/log", dir);
+    mkdir(keys, 0700);
+    CHECK(audit_keygen(keys, err, sizeof err) == 0);
+    struct audit *a = open_log(keys, logdir);
+    CHECK(a != NULL);
+    if (a == NULL)
+        return;
+    struct event_base *base = event_base_new();
+    struct audit_sink *sink = audit_sink_new(a, base);
+    int done = 0;
+    char t[3300], big[3100];
+    memset(big, 'b', sizeof big - 1);
+    big[sizeof big - 1] = '\0';
+    struct audit_rec *first = NULL;
+    for (int i = 0; i < 4; i++) {
+        char rest[3200];
+        snprintf(rest, sizeof rest, "\"type\":\"lookup.intent\",\"instance\":\"unit-1\","
+                 "\"n\":%d,\"pad\":\"%s\"}", i, i == 2 ? big : "short");
+        size_t len = rec_text(t, sizeof t, rest);
+        CHECK(audit_sink_idle(sink) == (i == 0 ? 0 : 1));
+        struct audit_rec *r = audit_rec_take(sink, t, len);
+        CHECK(audit_sink_idle(sink) == (i == 2)); /* the long one leaves the idle one there */
+        CHECK(r->len == len && memcmp(r->text, t, len) == 0 && r->text[len] == '\0');
+        if (i == 0)
+            first = r;
+        else if (i == 2)
+            CHECK(r != first && r->cap == len + 1); /* too long for the room: its own */
+        else
+            CHECK(r == first); /* the record that came back */
+        CHECK(audit_submit(sink, r, AUDIT_OTHER, count_done, &done) == AUDIT_QUEUED);
+        for (int k = 0; k < 500 && done <= i; k++)
+            event_base_loop(base, EVLOOP_ONCE | EVLOOP_NONBLOCK), usleep(2000);
+        CHECK(done == i + 1);
+        CHECK(audit_sink_idle(sink) == 1); /* back after its callback (not the long one) */
+    }
+    audit_close(a, t, rec_text(t, sizeof t, "\"type\":\"stop\",\"instance\":\"unit-1\"}"));
+    audit_sink_free(sink);
+    event_base_free(base);
+    snprintf(path, sizeof path, "%s/keys/signing.pub", dir);
+    EVP_PKEY *pub = audit_load_public_key(path, err, sizeof err);
+    CHECK(verify_dir(logdir, pub, 0, err, sizeof err) >= 5);
+    /* Each record's own text, the long one whole. */
+    struct seg_file *segs;
+    long nseg = seg_list(logdir, "unit-1", &segs, err, sizeof err);
+    int shorts = 0, longs = 0;
+    char want[3200];
+    snprintf(want, sizeof want, "\"n\":2,\"pad\":\"%s\"}", big);
+    for (long i = 0; i < nseg; i++) {
+        FILE *f = fopen(segs[i].path, "r");
+        char line[4096];
+        while (f && fgets(line, sizeof line, f)) {
+            shorts += strstr(line, ",\"pad\":\"short\"}") != NULL;
+            longs += strstr(line, want) != NULL;
+        }
+        if (f)
+            fclose(f);
+    }
+    CHECK(shorts == 3 && longs == 1);
+    seg_list_free(segs, nseg);
+    EVP_PKEY_free(pub);
+    if (check_failures == 0)
+        sh("rm -rf %s", dir);
+}
+
 /* common/sha256: RFC 4231 vectors, and agreement with OpenSSL's one-shot HMAC() and SHA256()
  * for keys and messages of every length around the block size. */
 static void test_sha256(void)
@@ -516,5 +596,6 @@ int main(void)
     test_fmt_i64();
     test_escape_positions();
     test_writer();
+    test_record_reuse();
     return check_done("test_audit");
 }
