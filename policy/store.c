@@ -21,7 +21,9 @@
 #include "common/util.h"
 #include "policy/replypool.h"
 
-/* KEYS[1] suspension flag, KEYS[2] last use, KEYS[2+i] counter i.
+/* KEYS[1] suspension flag, KEYS[2] last use (kept to the minute: rewritten only when a minute
+ * older than now, or ahead of it, which saves a write on almost every admission), KEYS[2+i]
+ * counter i.
  * ARGV[1] now (ms) or 0 for Redis TIME, ARGV[2] member, ARGV[3..6] local day starts,
  * ARGV[7..9] day ids, ARGV[10] n, then per counter: kind ("m"/"d"), limit, field.
  * Returns {1, now, reason} suspended, {3, now} clock outside the days given, or
@@ -38,8 +40,8 @@ static const char quota_script[] =
     "  local t = redis.call('TIME')\n"
     "  now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)\n"
     "else now = tonumber(ARGV[1]) end\n"
-    "local s = redis.call('GET', KEYS[1])\n"
-    "if s then return {1, now, s} end\n"
+    "local g = redis.call('MGET', KEYS[1], KEYS[2])\n"
+    "if g[1] then return {1, now, g[1]} end\n"
     "local day, dayend\n"
     "for i = 0, 2 do\n"
     "  local a, b = tonumber(ARGV[3 + i]), tonumber(ARGV[4 + i])\n"
@@ -99,7 +101,10 @@ static const char quota_script[] =
     "  end\n"
     "  out[1 + i * 3] = out[1 + i * 3] + 1\n"
     "end\n"
-    "redis.call('SET', KEYS[2], nows, 'PX', '34560000000')\n"
+    "local last = tonumber(g[2])\n"
+    "if not last or now - last >= 60000 or last > now then\n"
+    "  redis.call('SET', KEYS[2], nows, 'PX', '34560000000')\n"
+    "end\n"
     "return out\n";
 
 /* Operators' reads (quota_store_read): KEYS are the keys read; ARGV[1] now (ms) or 0 for Redis

@@ -153,6 +153,26 @@ class Quota(RedisCase):
         self.assertEqual(r.status, 200)
         self.assertIn('"account-per-minute";r=0;t=15', r.header("ratelimit"))
 
+    def test_last_use_is_kept_to_the_minute(self):
+        # The script rewrites an account's last use only when it is a minute old (or ahead of
+        # now, or not a time): one write a minute per active account, not one per lookup.
+        t0 = ms(2026, 12, 3, 9)
+        gw = self.gateway(policy({"seen": (1000, 100000)}), clock="test")
+        key = "lg:{a:seen}:last"
+        self.assertEqual(lookup(gw.port, "seen", t0).status, 200)
+        self.assertEqual(self.redis.cmd("GET", key), str(t0))
+        self.assertGreater(int(self.redis.cmd("PTTL", key)), 399 * 86400 * 1000)
+        self.assertEqual(lookup(gw.port, "seen", t0 + 59999).status, 200)
+        self.assertEqual(self.redis.cmd("GET", key), str(t0))
+        self.assertEqual(lookup(gw.port, "seen", t0 + 60000).status, 200)
+        self.assertEqual(self.redis.cmd("GET", key), str(t0 + 60000))
+        self.redis.cmd("SET", key, str(t0 + 10 * 86400 * 1000))  # ahead of the clock
+        self.assertEqual(lookup(gw.port, "seen", t0 + 61000).status, 200)
+        self.assertEqual(self.redis.cmd("GET", key), str(t0 + 61000))
+        self.redis.cmd("SET", key, "not a time")
+        self.assertEqual(lookup(gw.port, "seen", t0 + 62000).status, 200)
+        self.assertEqual(self.redis.cmd("GET", key), str(t0 + 62000))
+
     def test_memory_backend_has_the_same_window(self):
         gw = self.gateway(policy({"roll": (4, 100000)}), clock="test",
                           store={"backend": "memory"})
