@@ -336,15 +336,22 @@ static struct audit *open_log(const char *keys, const char *logdir)
     return a;
 }
 
-static void test_writer(void)
+/* A new directory dir (64 bytes) with keys/ (a fresh key pair) and the name of log/ in it. */
+static void new_log_dir(char *dir, char keys[160], char logdir[160])
 {
-    char keys[128], logdir[128], err[800], path[256];
-    snprintf(tmpdir, sizeof tmpdir, "/tmp/lg-audit-XXXXXX");
-    CHECK(mkdtemp(tmpdir) != NULL);
-    snprintf(keys, sizeof keys, "%s/keys", tmpdir);
-    snprintf(logdir, sizeof logdir, "%s/log", tmpdir);
+    char err[800];
+    snprintf(dir, 64, "/tmp/lg-audit-XXXXXX");
+    CHECK(mkdtemp(dir) != NULL);
+    snprintf(keys, 160, "%s/keys", dir);
+    snprintf(logdir, 160, "%s/log", dir);
     mkdir(keys, 0700);
     CHECK(audit_keygen(keys, err, sizeof err) == 0);
+}
+
+static void test_writer(void)
+{
+    char keys[160], logdir[160], err[800], path[256];
+    new_log_dir(tmpdir, keys, logdir);
     CHECK(audit_keygen(keys, err, sizeof err) != 0); /* never overwrites */
     snprintf(path, sizeof path, "%s/signing.pub", keys);
     EVP_PKEY *pub = audit_load_public_key(path, err, sizeof err);
@@ -450,13 +457,8 @@ static void count_done(void *arg, int durable)
  * The log holds each record's own text. */
 static void test_record_reuse(void)
 {
-    char dir[128], keys[160], logdir[160], err[800], path[256];
-    snprintf(dir, sizeof dir, "/tmp/lg-audit-XXXXXX");
-    CHECK(mkdtemp(dir) != NULL);
-    snprintf(keys, sizeof keys, "%s/keys", dir);
-    snprintf(logdir, sizeof logdir, "%s/log", dir);
-    mkdir(keys, 0700);
-    CHECK(audit_keygen(keys, err, sizeof err) == 0);
+    char dir[64], keys[160], logdir[160], err[800], path[256];
+    new_log_dir(dir, keys, logdir);
     struct audit *a = open_log(keys, logdir);
     CHECK(a != NULL);
     if (a == NULL)
