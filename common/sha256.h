@@ -2,7 +2,7 @@
  * locks. OpenSSL 3.0's EVP interface looks the algorithm up again (a lock, a name copy) on every
  * SHA256(), HMAC() or EVP_DigestInit_ex(EVP_sha256()), and even with a fetched digest and a
  * reused context EVP_DigestInit_ex2 frees and allocates the provider's context on every init
- * (11 allocations a lookup, counted with bench/run.sh --allocs). The low-level SHA256_Init,
+ * (about 10 allocations a lookup, counted with bench/run.sh --allocs). The low-level SHA256_Init,
  * _Update and _Final (deprecated in 3.0, present in every 3.x) run the same assembly as the
  * provider, with the SHA extensions where the CPU has them, on a state kept here: on the stack
  * or in its owner's struct. */
