@@ -31,6 +31,7 @@ struct audit_opts {
     struct evp_pkey_st *key;     /* Ed25519 signing key (the writer takes ownership) */
     int group_commit_us;         /* wait this long after a first record for others */
     long long segment_bytes;     /* rotate when a segment reaches this size */
+    long long zero_ahead_bytes;  /* zero-filled space kept ahead of the records (0: append) */
     int checkpoint_records;      /* checkpoint after this many records ... */
     int checkpoint_ms;           /* ... or this long after the first unsigned one */
     int heartbeat_ms;            /* a heartbeat record this often */

@@ -128,6 +128,7 @@ int seg_read(const char *path, struct seg_data *d, char *err, size_t errlen)
 {
     d->buf = NULL;
     d->len = 0;
+    d->zeros = 0;
     int fd = open(path, O_RDONLY | O_CLOEXEC);
     struct stat st;
     if (fd < 0 || fstat(fd, &st) != 0) {
@@ -157,9 +158,13 @@ int seg_read(const char *path, struct seg_data *d, char *err, size_t errlen)
         len += (size_t)r;
     }
     close(fd);
-    buf[len] = '\0';
+    size_t data = len;
+    while (data > 0 && buf[data - 1] == '\0')
+        data--;
+    buf[data] = '\0';
     d->buf = buf;
-    d->len = len;
+    d->len = data;
+    d->zeros = len - data;
     return 0;
 }
 

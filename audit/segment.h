@@ -29,10 +29,14 @@ long seg_list(const char *dir, const char *instance, struct seg_file **out, char
               size_t errlen);
 void seg_list_free(struct seg_file *s, long n);
 
-/* A whole file in memory. */
+/* A whole file in memory. The writer makes zero-filled space ahead of its records (so that
+ * fdatasync need not write the file's size; audit.zero_ahead_kb): a run of NUL bytes at the end
+ * of a file is that space, never part of a record (records are JSON text, which has no NUL).
+ * len excludes it; zeros is its length. */
 struct seg_data {
     char *buf;
     size_t len;
+    size_t zeros;
 };
 int seg_read(const char *path, struct seg_data *d, char *err, size_t errlen);
 void seg_data_free(struct seg_data *d);

@@ -101,6 +101,7 @@ struct cfg_audit {
     char *cid_key;              /* citizen-ID HMAC key (64 hex), outside dir, mode 600 */
     int group_commit_us;        /* group commit window */
     int segment_mb;             /* rotate at this size (and at local midnight) */
+    int zero_ahead_kb;          /* zero-filled space kept ahead of the records; 0: appends */
     int checkpoint_records;     /* sign a checkpoint after this many records ... */
     int checkpoint_ms;          /* ... or after this long */
     int heartbeat_ms;           /* a heartbeat record this often */

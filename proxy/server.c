@@ -211,6 +211,7 @@ static int open_audit(struct server *s)
     struct audit_opts o = {.dir = c->dir, .instance = s->cfg->instance,
                            .group_commit_us = c->group_commit_us,
                            .segment_bytes = (long long)c->segment_mb << 20,
+                           .zero_ahead_bytes = (long long)c->zero_ahead_kb << 10,
                            .checkpoint_records = c->checkpoint_records,
                            .checkpoint_ms = c->checkpoint_ms, .heartbeat_ms = c->heartbeat_ms,
                            .queue_records = c->queue_records,

@@ -1,6 +1,7 @@
-/* An LD_PRELOAD shim for the audit fault tests (G3, G4): it acts only on write() and
+/* An LD_PRELOAD shim for the audit fault tests (G3, G4): it acts only on write(), pwrite() and
  * fdatasync() of the audit segments (files whose path ends in ".jsonl"), so the gateway's
  * sockets, pipes and eventfds are untouched (libfiu's write point would fail those too).
+ * pwrite() (how the writer writes) gets the same faults as write().
  * The test steers it through the file named by LG_AUDITFAULT, re-read at every call:
  *   short=N     write at most N bytes per call (short writes)
  *   eintr=K     every K-th write fails with EINTR
@@ -63,28 +64,52 @@ static void load(struct faults *f)
     }
 }
 
+/* The faults for one write of count bytes to fd: -1 with errno, or 0 with count cut. */
+static int fault(int fd, size_t *count)
+{
+    static unsigned long calls;
+    if (!is_segment(fd))
+        return 0;
+    struct faults f;
+    load(&f);
+    calls++;
+    if (f.eio) {
+        errno = EIO;
+        return -1;
+    }
+    if (f.eintr > 0 && calls % (unsigned long)f.eintr == 0) {
+        errno = EINTR;
+        return -1;
+    }
+    if (f.shortw > 0 && *count > (size_t)f.shortw)
+        *count = (size_t)f.shortw;
+    return 0;
+}
+
 ssize_t write(int fd, const void *buf, size_t count)
 {
     static ssize_t (*real)(int, const void *, size_t);
-    static unsigned long calls;
     if (real == NULL)
         real = (ssize_t (*)(int, const void *, size_t))dlsym(RTLD_NEXT, "write");
-    if (is_segment(fd)) {
-        struct faults f;
-        load(&f);
-        calls++;
-        if (f.eio) {
-            errno = EIO;
-            return -1;
-        }
-        if (f.eintr > 0 && calls % (unsigned long)f.eintr == 0) {
-            errno = EINTR;
-            return -1;
-        }
-        if (f.shortw > 0 && count > (size_t)f.shortw)
-            count = (size_t)f.shortw;
-    }
+    if (fault(fd, &count) != 0)
+        return -1;
     return real(fd, buf, count);
+}
+
+/* The writer writes its segments with pwrite (glibc's pwrite64 is the same function). */
+ssize_t pwrite(int fd, const void *buf, size_t count, off_t off)
+{
+    static ssize_t (*real)(int, const void *, size_t, off_t);
+    if (real == NULL)
+        real = (ssize_t (*)(int, const void *, size_t, off_t))dlsym(RTLD_NEXT, "pwrite");
+    if (fault(fd, &count) != 0)
+        return -1;
+    return real(fd, buf, count, off);
+}
+
+ssize_t pwrite64(int fd, const void *buf, size_t count, off_t off)
+{
+    return pwrite(fd, buf, count, off);
 }
 
 int fdatasync(int fd)

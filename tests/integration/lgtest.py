@@ -219,13 +219,14 @@ def audit_tool(*args, check=False, timeout=120):
 
 
 def read_audit(audit_dir, checkpoints=False):
-    """Every line of every segment in audit_dir, parsed, in segment and line order."""
+    """Every line of every segment in audit_dir, parsed, in segment and line order (the NUL
+    bytes of the zero-filled space after the records of a segment being written left out)."""
     names = sorted((n for n in os.listdir(audit_dir) if n.endswith(".jsonl")),
                    key=lambda n: (n.rsplit("-", 2)[0], int(n.rsplit("-", 1)[1].split(".")[0])))
     out = []
     for n in names:
         with open(os.path.join(audit_dir, n), "rb") as f:
-            for line in f.read().split(b"\n"):
+            for line in f.read().rstrip(b"\0").split(b"\n"):
                 if not line:
                     continue
                 rec = json.loads(line)

@@ -322,6 +322,10 @@ class Privacy(AuditBase):
         self.assertEqual(rows["a.tiep"]["refusals"], "operation-not-granted=1")
 
 
+def segments(audit_dir):
+    return [n for n in os.listdir(audit_dir) if n.endswith(".jsonl")]
+
+
 def run_traffic(g, n, account="a.bulk"):
     for i in range(n):
         r = lookup(g.port, account, CITIZENS[i % len(CITIZENS)])
@@ -495,6 +499,12 @@ class Crash(AuditBase):
         self.assertGreater(len(forwarded), 10)
         intents = {r["request_id"] for r in read_audit(g.audit_dir) if r["type"] == "lookup.intent"}
         self.assertEqual(forwarded - intents, set())
+        # The killed run left its zero-filled space after the records (audit.zero_ahead_kb).
+        live = os.path.join(g.audit_dir, sorted(segments(g.audit_dir))[-1])
+        with open(live, "rb") as f:
+            data = f.read()
+        self.assertTrue(data.endswith(b"\0" * 4096))
+        self.assertNotIn(b"\0", data.rstrip(b"\0"))
         rc, out = g.verify()
         self.assertEqual(rc, 1)  # not closed: no stop record yet
         rc, out = g.verify("--live")
@@ -508,17 +518,44 @@ class Crash(AuditBase):
         self.assertEqual(len(rec), 1)
         self.assertFalse(rec[0]["clean_stop"])
         self.assertEqual(rec[0]["last_seq"], rec[0]["seq"] - 2)  # then the new segment header
+        self.assertEqual(rec[0]["torn_bytes"], 0)  # the zeros are not a torn end
+        self.assertIsNone(rec[0]["torn_file"])
         self.assertEqual([r["seq"] for r in recs], list(range(len(recs))))
+        # The restart cut the zeros off the killed run's segment; the stop, its own.
+        with open(live, "rb") as f:
+            self.assertEqual(f.read(), data.rstrip(b"\0"))
+        for n in segments(g.audit_dir):
+            with open(os.path.join(g.audit_dir, n), "rb") as f:
+                self.assertNotIn(b"\0", f.read(), n)
 
-    def test_torn_last_line_is_moved_aside_and_recorded(self):
-        overrides = {"instance": "torn-1", "audit": {"dir": os.path.join(self.tmp, "log")}}
+    def killed(self, overrides):
+        """A gateway that made 3 lookups and was killed; it and the path of its last segment."""
         g = self.gateway(overrides)
         run_traffic(g, 3)
         g.proc.send_signal(signal.SIGKILL)
         g.proc.wait(5)
-        seg = sorted(n for n in os.listdir(g.audit_dir) if n.endswith(".jsonl"))[-1]
-        with open(os.path.join(g.audit_dir, seg), "ab") as f:
+        return g, os.path.join(g.audit_dir, sorted(segments(g.audit_dir))[-1])
+
+    def test_torn_last_line_is_moved_aside_and_recorded(self):
+        overrides = {"instance": "torn-1", "audit": {"dir": os.path.join(self.tmp, "log")}}
+        g, seg = self.killed(overrides)
+        with open(seg, "r+b") as f:
+            # a write cut by the crash, in the zero-filled space after the records
+            f.seek(len(f.read().rstrip(b"\0")))
+            f.write(b'{"seq":99,"prev":"0000","time":"2026-')
+        self.check_torn(overrides, g)
+
+    def test_torn_last_line_without_zero_filled_space(self):
+        overrides = {"instance": "torn-2", "audit": {"dir": os.path.join(self.tmp, "log"),
+                                                     "zero_ahead_kb": 0}}
+        g, seg = self.killed(overrides)
+        with open(seg, "rb") as f:
+            self.assertNotIn(b"\0", f.read())  # plain appends: no space ahead
+        with open(seg, "ab") as f:
             f.write(b'{"seq":99,"prev":"0000","time":"2026-')  # a write cut by the crash
+        self.check_torn(overrides, g)
+
+    def check_torn(self, overrides, g):
         g2 = self.gateway(overrides)
         g2.stop()
         rec = [r for r in g2.audit() if r["type"] == "recovery"][0]
@@ -527,6 +564,39 @@ class Crash(AuditBase):
         with open(aside, "rb") as f:
             self.assertEqual(f.read(), b'{"seq":99,"prev":"0000","time":"2026-')
         self.assertIn(b"torn byte", g2.log_text())
+        for n in segments(g.audit_dir):
+            with open(os.path.join(g.audit_dir, n), "rb") as f:
+                self.assertNotIn(b"\0", f.read(), n)
+
+    def test_zero_filled_space_ahead_of_the_records(self):
+        """audit.zero_ahead_kb: the segment being written is zero-filled ahead of its records
+        (so that fdatasync writes the records only, not the file's size and allocation); a live
+        copy verifies; the space is cut off at stop, and every reader skips it meanwhile."""
+        g = self.gateway({"audit": {"zero_ahead_kb": 256}})
+        run_traffic(g, 3)
+        live = os.path.join(g.audit_dir, sorted(segments(g.audit_dir))[-1])
+        with open(live, "rb") as f:
+            data = f.read()
+        records = data.rstrip(b"\0")
+        self.assertGreaterEqual(len(data) - len(records), 200 * 1024)
+        self.assertEqual(len(data) % 4096, 0)
+        self.assertTrue(records.endswith(b"\n"))
+        self.assertNotIn(b"\0", records)
+        rc, out = g.verify("--live")
+        self.assertEqual(rc, 0, out)
+        rc, out = audit_tool("search", g.audit_dir, "--pubkey", g.pubkey, "--live", "--citizen",
+                             CITIZENS[0], "--cid-key", os.path.join(self.tmp, "keys", "cid.key"))
+        self.assertEqual(rc, 0, out)
+        # (the notes of the live verification come first, on stderr)
+        self.assertEqual([json.loads(l)["type"] for l in out.splitlines() if l.startswith("{")],
+                         ["lookup.intent", "lookup.result"])
+        g.stop()  # verifies
+        with open(live, "rb") as f:
+            closed = f.read()
+        self.assertTrue(closed.startswith(records))  # then the stop record and a checkpoint
+        self.assertNotIn(b"\0", closed)
+        self.assertIn(b'"type":"stop"', closed[len(records):])
+
 
 
 @unittest.skipUnless(os.geteuid() == 0 and shutil.which("mount"), "needs root to mount a tmpfs")
@@ -698,7 +768,7 @@ class WriteFaults(AuditBase):
         for x in sorted(os.listdir(g.audit_dir)):
             if x.endswith(".jsonl"):
                 with open(os.path.join(g.audit_dir, x), "rb") as f:
-                    lines += f.read().split(b"\n")[:-1]
+                    lines += f.read().rstrip(b"\0").split(b"\n")[:-1]
         return lines
 
     def test_g3_short_and_interrupted_writes_tear_nothing(self):
