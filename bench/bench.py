@@ -27,6 +27,7 @@ For each target: requests/s, p50 and p99 (median over rounds), CPU µs per reque
 process(es) and of redis-server, peak RSS, and the ratio of its requests/s to nginx's."""
 import argparse
 import datetime
+import copy
 import hashlib
 import json
 import os
@@ -318,6 +319,10 @@ def main():
                     help="also run the lookupgate of another build (e.g. a worktree of an "
                          "earlier commit) as the target lookupgate-base, interleaved with the "
                          "others: a change measured side by side")
+    ap.add_argument("--base-set", action="append", default=[], metavar="KEY=JSON",
+                    help="a setting of the base target's configuration (repeatable), e.g. "
+                         "store.backend='\"memory\"' or audit.dir='\"/dev/shm/lg\"'; with "
+                         "--base-build of the same build, what one part costs, side by side")
     ap.add_argument("--allocs", action="store_true",
                     help="count lookupgate's heap allocations (LD_PRELOAD of the build's "
                          "liballoc-count.so) and print them per request under each table")
@@ -387,17 +392,29 @@ def main():
                           [lg])]
         if args.base_build:
             args.base_build = os.path.abspath(args.base_build)
-            base_cfg = dict(lg_cfg, instance="base",
+            base_cfg = copy.deepcopy(dict(lg_cfg, instance="base",
                             listeners=[{"address": "127.0.0.1:%d" % ports["base"]}],
                             admin={"address": "127.0.0.1:%d" % ports["base_admin"]},
-                            audit=dict(lg_cfg["audit"], dir=os.path.join(audit_parent, "base")))
+                            audit=dict(lg_cfg["audit"], dir=os.path.join(audit_parent, "base"))))
+            for kv in args.base_set:
+                key, _, val = kv.partition("=")
+                *path, last = key.split(".")
+                node = base_cfg
+                for k in path:
+                    node = node.setdefault(k, {})
+                node[last] = json.loads(val)
+            if os.path.exists(base_cfg["audit"]["dir"]):  # made by this run, removed after it
+                raise SystemExit("--base-set audit.dir: %s exists" % base_cfg["audit"]["dir"])
+            args.base_audit = base_cfg["audit"]["dir"]
             with open(os.path.join(tmp, "base.json"), "w") as f:
                 json.dump(base_cfg, f)
             base = start([os.path.join(args.base_build, "lookupgate"), "-c",
                           os.path.join(tmp, "base.json")],
                          stderr=open(os.path.join(tmp, "base.err"), "wb"),
                          env=alloc_env("lookupgate-base"))
-            targets.append(Target("lookupgate-base", "lookupgate (base build)", ports["base"],
+            label = "lookupgate (base: %s)" % ", ".join(args.base_set) if args.base_set \
+                else "lookupgate (base build)"
+            targets.append(Target("lookupgate-base", label, ports["base"],
                                   ports["base"], [base]))
         if shutil.which("nginx"):
             fill(os.path.join(ROOT, "bench", "peers", "nginx.conf.in"),
@@ -464,8 +481,9 @@ def main():
                 p.wait(15)
             except subprocess.TimeoutExpired:
                 p.kill()
-        for name, who in (("audit", "lookupgate's"), ("base", "the base build's")):
-            audit = os.path.join(audit_parent, name)
+        base_audit = getattr(args, "base_audit", os.path.join(audit_parent, "base"))
+        for audit, who in ((os.path.join(audit_parent, "audit"), "lookupgate's"),
+                           (base_audit, "the base build's")):
             if os.path.isdir(audit):
                 r = subprocess.run([os.path.join(args.build, "lookupgate-audit"), "verify",
                                     audit, "--pubkey", os.path.join(tmp, "keys", "signing.pub")],
@@ -476,6 +494,8 @@ def main():
         else:
             shutil.rmtree(tmp, ignore_errors=True)
         shutil.rmtree(audit_parent, ignore_errors=True)
+        if not base_audit.startswith(audit_parent + os.sep):
+            shutil.rmtree(base_audit, ignore_errors=True)  # a --base-set audit.dir of this run
 
 
 def run_load(mode, targets, args, redis, redis_port):
