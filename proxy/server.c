@@ -294,6 +294,7 @@ int server_run(struct lg_config *cfg)
     unsigned char rnd[8];
     int rc = 1;
     struct event_base *base = NULL;
+    static const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
     struct event *sigev[3] = {NULL, NULL, NULL};
     struct signal_ctx sc = {.srv = &s};
     random_bytes(rnd, sizeof rnd);
@@ -332,7 +333,6 @@ int server_run(struct lg_config *cfg)
      * that would kill the process. */
     base = event_base_new();
     sc.base = base;
-    static const int sigs[3] = {SIGTERM, SIGINT, SIGHUP};
     for (int i = 0; i < 3; i++) {
         sigev[i] = evsignal_new(base, sigs[i], sigs[i] == SIGHUP ? on_hup : on_term, &sc);
         event_add(sigev[i], NULL);
@@ -376,9 +376,24 @@ int server_run(struct lg_config *cfg)
     event_base_dispatch(base);
     rc = 0;
 out:
-    for (int i = 0; i < 3; i++)
-        if (sigev[i])
-            event_free(sigev[i]);
+    /* The stop goes on after the loop (the workers drain, the log closes); a second SIGTERM,
+     * SIGINT or SIGHUP meanwhile (a second Ctrl-C, a service manager's TERM after an INT) is
+     * ignored, never the default action: that would end the process before the stop record
+     * and the log's closing checkpoint. event_free puts back the handler that was there before,
+     * so the signals are blocked across it and ignored after it (a pending one is dropped). */
+    {
+        sigset_t stopsigs, prev;
+        sigemptyset(&stopsigs);
+        for (int i = 0; i < 3; i++)
+            sigaddset(&stopsigs, sigs[i]);
+        pthread_sigmask(SIG_BLOCK, &stopsigs, &prev);
+        for (int i = 0; i < 3; i++) {
+            if (sigev[i])
+                event_free(sigev[i]);
+            signal(sigs[i], SIG_IGN);
+        }
+        pthread_sigmask(SIG_SETMASK, &prev, NULL);
+    }
     admin_free(s.admin); /* its events live on base */
     s.admin = NULL;
     if (base)

@@ -393,18 +393,24 @@ class MemoryPressure(StubTestCase):
                     time.sleep(0.1)
 
 
+def slow_lookup(gw, delay_ms):
+    """A lookup the stub answers after delay_ms, in a thread: (the thread, its result dict)."""
+    results = {}
+
+    def slow():
+        results["r"] = get(gw.port, CITIZEN, {"X-Stub-Delay-Ms": str(delay_ms)})
+
+    t = threading.Thread(target=slow)
+    t.start()
+    return t, results
+
+
 class Lifecycle(StubTestCase):
     def test_i1_sigterm_finishes_in_flight_then_exits_0(self):
         gw = Gateway(self.tmpdir.name, self.stub.port, {"workers": 2})
         try:
             idle = socket.create_connection(("127.0.0.1", gw.port), timeout=3)
-            results = {}
-
-            def slow():
-                results["r"] = get(gw.port, CITIZEN, {"X-Stub-Delay-Ms": "800"})
-
-            t = threading.Thread(target=slow)
-            t.start()
+            t, results = slow_lookup(gw, 800)
             time.sleep(0.3)
             gw.proc.send_signal(signal.SIGTERM)
             time.sleep(0.2)
@@ -419,6 +425,28 @@ class Lifecycle(StubTestCase):
             self.assertEqual(gw.proc.returncode, 0)
         finally:
             gw.stop()
+
+    def test_a_second_signal_during_the_stop_is_ignored(self):
+        """SIGTERM, then SIGINT, SIGTERM and SIGHUP while the workers drain (a second Ctrl-C, a
+        service manager's TERM after an INT): the in-flight lookup is answered, the process
+        exits 0 after "stopped", and the log ends on its stop record (it once took the default
+        action and died before the stop record)."""
+        gw = Gateway(self.tmpdir.name, self.stub.port, {"workers": 2})
+        try:
+            t, results = slow_lookup(gw, 1000)
+            time.sleep(0.3)
+            gw.proc.send_signal(signal.SIGTERM)
+            time.sleep(0.3)  # the main loop has ended; the workers drain
+            for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGHUP):
+                gw.proc.send_signal(sig)
+                time.sleep(0.05)
+            t.join(5)
+            self.assertEqual(results["r"].status, 200)
+            self.assertEqual(gw.proc.wait(5), 0, gw.log_text().decode(errors="replace"))
+            self.assertIn(b"stopped", gw.log_text())
+            self.assertEqual(gw.audit()[-1]["type"], "stop")
+        finally:
+            gw.stop()  # the log verifies
 
     def test_sighup_reopens_the_log(self):
         path = os.path.join(self.tmpdir.name, "gw.log")
