@@ -412,9 +412,9 @@ static void add_checkpoint(struct audit *a)
  * must also write the file's new size and, where blocks are allocated on write, the
  * allocation: two or three device writes where the records alone are one. Records written
  * over space that is already allocated and zero-filled change neither, so the flush writes the
- * data only (on this project's ext4 machines, a batch's flush took about 40 % of the CPU and
- * half the time; bench/RESULTS.md). PostgreSQL zero-fills its WAL segments for the same
- * reason. The zeros are written for real (fallocate would leave unwritten extents, whose
+ * data (ext4 without a journal still writes the inode for its times); on this project's ext4
+ * machines such a flush cost about 40 % of the CPU and half the time of one after an append
+ * (bench/RESULTS.md). PostgreSQL zero-fills its WAL for the same reason. The zeros are written for real (fallocate would leave unwritten extents, whose
  * conversion is again a metadata write), become durable with the batch's own fdatasync, and
  * are cut off when the segment closes. Readers know a NUL tail for what it is (seg_read).
  * Called with end, the end of the records just written; extends the space when they reached
