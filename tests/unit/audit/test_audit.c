@@ -287,10 +287,10 @@ static void test_escape_positions(void)
 
 static char tmpdir[64];
 
-static void sh(const char *fmt, const char *arg)
+static void rm_rf(const char *dir)
 {
     char cmd[512];
-    snprintf(cmd, sizeof cmd, fmt, arg, arg, arg);
+    snprintf(cmd, sizeof cmd, "rm -rf %s", dir);
     if (system(cmd) != 0)
         fprintf(stderr, "command failed: %s\n", cmd);
 }
@@ -445,7 +445,7 @@ static void test_writer(void)
     CHECK(strstr(err, ":3: seq 2: no record for 59") != NULL);
     printf("gap: %s\n", err);
     if (check_failures == 0)
-        sh("rm -rf %s", tmpdir);
+        rm_rf(tmpdir);
     EVP_PKEY_free(pub);
 }
 
@@ -480,7 +480,7 @@ static void test_seg_read_zeros(void)
         CHECK(memcmp(d.buf, cases[i].data, d.len) == 0 && d.buf[d.len] == '\0');
         seg_data_free(&d);
     }
-    sh("rm -rf %s", dir);
+    rm_rf(dir);
 }
 
 static int has_nul(const struct seg_file *f)
@@ -559,7 +559,7 @@ static void test_zero_ahead(void)
     seg_list_free(segs, n);
     EVP_PKEY_free(pub);
     if (check_failures == 0)
-        sh("rm -rf %s", dir);
+        rm_rf(dir);
 }
 
 static void count_done(void *arg, int durable)
@@ -633,7 +633,7 @@ static void test_record_reuse(void)
     seg_list_free(segs, nseg);
     EVP_PKEY_free(pub);
     if (check_failures == 0)
-        sh("rm -rf %s", dir);
+        rm_rf(dir);
 }
 
 /* common/sha256: RFC 4231 vectors, and agreement with OpenSSL's one-shot HMAC() and SHA256()
