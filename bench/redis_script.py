@@ -12,6 +12,14 @@ about (calls / 2) / accounts entries (500 by default: the skiplist encoding, as 
 The first half of the calls fills the windows; Redis's user + system CPU is measured over the
 second half, pipelined 100 at a time so that the network cost is small. Versions are
 interleaved round by round; the table shows the median and the minimum per version.
+
+A version can also be a .lua file (bench/alternatives/): a script that declares
+"-- layout: string-windows" gets that layout's keys and arguments. Every version must give
+the same replies to the same calls (counts, resets, refusals), which is checked and shown.
+--batch K sends K admissions in one EVALSHA (the script wrapped in a loop over them); the
+CPU is still per admission. --parts adds, for each version of the sorted-set layout, a script
+that returns at once (the cost of an EVALSHA with these keys and arguments) and the script with
+every redis.call answered in Lua by a canned reply (its own logic, without the calls).
 """
 import argparse
 import hashlib
@@ -26,12 +34,34 @@ import time
 
 
 def script_of(path):
+    if path.endswith(".lua"):
+        return open(path).read()
     src = open(path).read()
     m = re.search(r'static const char quota_script\[\] =\n(.*?);\n', src, re.S)
     if not m:
         sys.exit("%s: no quota_script literal" % path)
     lits = re.findall(r'"((?:[^"\\]|\\.)*)"', m.group(1))
     return "".join(bytes(s, "utf-8").decode("unicode_escape") for s in lits)
+
+
+CANNED = """local function canned(c)
+  if c == 'MGET' then return {false, false}
+  elseif c == 'ZCARD' then return 500
+  elseif c == 'ZRANGE' then return {ARGV[1] .. ':x'}
+  elseif c == 'HMGET' then return {ARGV[8], '123'}
+  elseif c == 'TIME' then return {'1', '2'}
+  else return 1 end
+end
+"""
+
+
+def parts_of(path, script):
+    """(name, script) of --parts for script."""
+    if "-- layout: string-windows" in script or not script.startswith("#!lua\n"):
+        return []  # the canned replies are the sorted-set layout's
+    return [("%s: returns at once" % path, "#!lua\nreturn {0}\n"),
+            ("%s: its logic alone (canned replies)" % path,
+             "#!lua\n" + CANNED + script[6:].replace("redis.call(", "canned("))]
 
 
 def enc(*a):
@@ -48,7 +78,30 @@ def free_port():
         return s.getsockname()[1]
 
 
-def run(script, calls, accounts, seed):
+def batched(script):
+    """script as a function called once per admission: ARGV[1] the number of admissions, then
+    per admission its number of keys, its number of arguments and the arguments; KEYS are all
+    the admissions' keys in order. Returns the list of the admissions' replies."""
+    assert script.startswith("#!lua\n")
+    return ("#!lua\nlocal function one(KEYS, ARGV)\n" + script[6:] + "\nend\n"
+            "local res, ki, ai = {}, 0, 1\n"
+            "for p = 1, tonumber(ARGV[1]) do\n"
+            "  local nk, na, k, a = tonumber(ARGV[ai + 1]), tonumber(ARGV[ai + 2]), {}, {}\n"
+            "  for j = 1, nk do k[j] = KEYS[ki + j] end\n"
+            "  for j = 1, na do a[j] = ARGV[ai + 2 + j] end\n"
+            "  res[p] = one(k, a)\n"
+            "  ki = ki + nk; ai = ai + 2 + na\n"
+            "end\n"
+            "return res\n")
+
+
+def run(script, calls, accounts, seed, batch_k=1):
+    """Over the second half of the calls, per admission: Redis's CPU µs, and the µs Redis
+    accounts to the EVALSHA and to the commands it called; and a digest of every reply (the
+    same calls give the same digest to scripts that count the same way)."""
+    string_windows = "-- layout: string-windows" in script
+    if batch_k > 1:
+        script = batched(script)
     port = free_port()
     p = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
                           "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
@@ -82,28 +135,62 @@ def run(script, calls, accounts, seed):
         t0 = day0 + 9 * 3600000
         rnd = random.Random(seed)
 
-        def cmd(i):
+        def admission(i):
             acc = "acct-%04d" % rnd.randrange(accounts)
-            keys = ["lg:{a:%s}:suspended" % acc, "lg:{a:%s}:last" % acc,
-                    "lg:{a:%s}:m" % acc, "lg:{a:%s}:d" % acc]
-            args = [int(t0 + i / per_ms), "bench:%d" % i] + starts + ids + \
-                [2, "m", 1000000, "n", "d", 1000000000, "n"]
-            return enc("EVALSHA", sha, len(keys), *keys, *args)
+            now = int(t0 + i / per_ms)
+            if string_windows:
+                keys = ["lg:{a:%s}:suspended" % acc, "lg:{a:%s}:last" % acc,
+                        "lg:{a:%s}:w" % acc, "lg:{a:%s}:d:n:" % acc]
+                args = [now] + starts + ids + [2, "m", 1000000, "d", 1000000000]
+            else:
+                keys = ["lg:{a:%s}:suspended" % acc, "lg:{a:%s}:last" % acc,
+                        "lg:{a:%s}:m" % acc, "lg:{a:%s}:d" % acc]
+                args = [now, "bench:%d" % i] + starts + ids + \
+                    [2, "m", 1000000, "n", "d", 1000000000, "n"]
+            return keys, args
+
+        def cmds(i, n):
+            if batch_k == 1:
+                return [enc("EVALSHA", sha, len(k), *k, *a)
+                        for k, a in map(admission, range(i, i + n))]
+            out = []
+            for b in range(i, i + n, batch_k):
+                keys, args = [], [batch_k]
+                for k, a in map(admission, range(b, b + batch_k)):
+                    keys += k
+                    args += [len(k), len(a)] + a
+                out.append(enc("EVALSHA", sha, len(keys), *keys, *args))
+            return out
 
         def cpu():
             v = open("/proc/%d/stat" % p.pid).read().rsplit(") ", 1)[1].split()
             return (int(v[11]) + int(v[12])) / os.sysconf("SC_CLK_TCK")
-        i, batch, c0 = 0, 100, None
+        i, batch, c0, digest = 0, 100, None, hashlib.sha256()
+        if calls % (2 * batch * batch_k):
+            sys.exit("--calls must be a multiple of 200 x --batch")
         while i < calls:
             if c0 is None and i >= calls // 2:
                 c0 = cpu()
-            s.sendall(b"".join(cmd(i + j) for j in range(batch)))
-            for _ in range(batch):
+                s.sendall(enc("CONFIG", "RESETSTAT"))
+                read()
+            sent = cmds(i, batch * batch_k)
+            s.sendall(b"".join(sent))
+            for _ in sent:
                 r = read()
-                if not isinstance(r, list) or r[0] != b":0\r\n":
-                    sys.exit("unexpected reply %r" % (r,))
-            i += batch
-        return (cpu() - c0) * 1e6 / (calls - calls // 2)
+                for one in (r if batch_k > 1 else [r]):
+                    if not isinstance(one, list) or one[0] != b":0\r\n":
+                        sys.exit("unexpected reply %r" % (one,))
+                    digest.update(repr(one).encode())
+            i += batch * batch_k
+        c1 = cpu()
+        s.sendall(enc("INFO", "commandstats"))
+        stats = {m.group(1): int(m.group(2)) for m in
+                 re.finditer(rb"cmdstat_([a-z|]+):calls=\d+,usec=(\d+)", read())}
+        n = calls - calls // 2
+        script_us = sum(v for k, v in stats.items() if k in (b"evalsha", b"eval")) / n
+        inner_us = sum(v for k, v in stats.items()
+                       if k not in (b"evalsha", b"eval") and not k.startswith(b"config")) / n
+        return (c1 - c0) * 1e6 / n, script_us, inner_us, digest.hexdigest()[:12]
     finally:
         p.terminate()
         p.wait()
@@ -115,19 +202,45 @@ def main():
     ap.add_argument("-n", "--calls", type=int, default=100000)
     ap.add_argument("-r", "--rounds", type=int, default=3)
     ap.add_argument("--accounts", type=int, default=100)
+    ap.add_argument("--parts", action="store_true",
+                    help="also measure each version's EVALSHA alone and its logic alone")
+    ap.add_argument("--batch", default="1", metavar="K[,K...]",
+                    help="admissions per EVALSHA (default 1, as lookupgate sends them); "
+                         "several values run side by side")
     a = ap.parse_args()
-    scripts = [(path, script_of(path)) for path in a.store_c]
-    res = {path: [] for path, _ in scripts}
+    ks = [int(k) for k in a.batch.split(",")]
+    versions = []  # (name, script, batch, replies checked)
+    for path in a.store_c:
+        sc = script_of(path)
+        versions += [(path if len(ks) == 1 else "%s, batch %d" % (path, k), sc, k, True)
+                     for k in ks]
+        if a.parts:
+            versions += [(name, part, 1, False) for name, part in parts_of(path, sc)]
+    res = {name: [] for name, _, _, _ in versions}
+    split = {name: [] for name, _, _, _ in versions}
+    digests = {name: set() for name, _, _, _ in versions}
     for rnd in range(a.rounds):
-        for path, sc in scripts:
-            res[path].append(run(sc, a.calls, a.accounts, rnd))
-    print("| script from | Redis CPU µs/call (median) | min | rounds |")
-    print("|---|---:|---:|---:|")
-    for path, _ in scripts:
-        v = res[path]
-        print("| %s | %.1f | %.1f | %s |" % (path, statistics.median(v), min(v),
-                                             " ".join("%.1f" % x for x in v)))
-
+        for name, sc, k, _ in versions:
+            cpu, script_us, inner_us, dg = run(sc, a.calls, a.accounts, rnd, k)
+            res[name].append(cpu)
+            split[name].append((script_us, inner_us))
+            digests[name].add((rnd, dg))
+    print("Redis CPU per admission (process user + system), and Redis's own accounting of the")
+    print("script's time (INFO commandstats): the whole EVALSHA, and the commands it called.\n")
+    print("| script from | Redis CPU µs/call (median) | min | rounds | in the script | "
+          "in its commands |")
+    print("|---|---:|---:|---:|---:|---:|")
+    for name, _, _, _ in versions:
+        v = res[name]
+        sp = split[name]
+        print("| %s | %.1f | %.1f | %s | %.1f | %.1f |" % (
+            name, statistics.median(v), min(v), " ".join("%.1f" % x for x in v),
+            statistics.median(x[0] for x in sp), statistics.median(x[1] for x in sp)))
+    same = len({frozenset(digests[name]) for name, _, _, checked in versions if checked}) == 1
+    print("\nreplies (counts, resets, refusals) %s" %
+          ("the same for every version" if same else "DIFFER between versions"))
+    if not same:
+        sys.exit(1)
 
 if __name__ == "__main__":
     main()
