@@ -282,6 +282,9 @@ def main():
     stub.stop()
 
     # The audit log: verify (a long run's log is millions of records), then count, streaming.
+    # The load's watchdog is done: a long log's verify takes minutes under ASan, and has its
+    # own timeout.
+    faulthandler.cancel_dump_traceback_later()
     t0 = time.monotonic()
     # ASan's strict_string_checks (set by ./deploy/test.sh) scans a whole segment held as one
     # string on every strchr, which makes verifying a log of this size quadratic.
