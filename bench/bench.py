@@ -328,18 +328,41 @@ def main():
                          "liballoc-count.so) and print them per request under each table")
     ap.add_argument("--audit-dir", default=None,
                     help="where lookupgate's audit log goes (default: under the build dir)")
+    ap.add_argument("--redis-cpus", metavar="LIST",
+                    help="pin redis-server to these CPUs (e.g. 1) and everything else (the "
+                         "proxies, the stub, wrk, this harness) to the others: Redis off the "
+                         "proxies' cores, as where it runs beside several gateways")
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
     raise_nofile()
     modes = args.modes.split(",")
+    redis_cpus = None
+    if args.redis_cpus:
+        try:
+            redis_cpus = {int(c) for c in args.redis_cpus.split(",")}
+        except ValueError:
+            raise SystemExit("--redis-cpus %s: a comma-separated list of CPU numbers"
+                             % args.redis_cpus)
+        rest = os.sched_getaffinity(0) - redis_cpus
+        if not redis_cpus <= os.sched_getaffinity(0):
+            raise SystemExit("--redis-cpus %s: this process may use only CPUs %s"
+                             % (args.redis_cpus, sorted(os.sched_getaffinity(0))))
+        if not rest:
+            raise SystemExit("--redis-cpus %s: leaves no CPU for the proxies, the stub and wrk"
+                             % args.redis_cpus)
+        os.sched_setaffinity(0, rest)  # inherited by everything started below
 
     tmp = tempfile.mkdtemp(prefix="lg-bench-")
     args.alloc_dir = tmp
     audit_parent = tempfile.mkdtemp(prefix="bench-audit-", dir=os.path.abspath(args.audit_dir or args.build))
     procs = []
 
-    def start(cmd, **kw):
-        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, preexec_fn=raise_nofile, **kw)
+    def start(cmd, cpus=None, **kw):
+        def pre():
+            raise_nofile()
+            if cpus:
+                os.sched_setaffinity(0, cpus)  # before exec: every thread it makes inherits it
+        p = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, preexec_fn=pre, **kw)
         procs.append(p)
         return p
 
@@ -349,7 +372,7 @@ def main():
                                            "base_admin")}
         redis = start(["redis-server", "--port", str(ports["redis"]), "--bind", "127.0.0.1",
                        "--save", "", "--appendonly", "no", "--dir", tmp,
-                       "--logfile", os.path.join(tmp, "redis.log")])
+                       "--logfile", os.path.join(tmp, "redis.log")], cpus=redis_cpus)
         stub = start([os.path.join(args.build, "upstream-stub"), "--port", str(ports["stub"])],
                      stderr=subprocess.DEVNULL)
         write_policy(os.path.join(tmp, "policy.json"), args.accounts)
@@ -448,7 +471,7 @@ def main():
                 raise SystemExit("%s answered %d to an allowed lookup" % (t.name, st))
 
         print("lookupgate %s; %s; %s; redis %s; wrk %d threads, %d connections, %d s x %d "
-              "rounds; %d worker(s) per proxy; %d cores" % (
+              "rounds; %d worker(s) per proxy; %d cores%s" % (
                   subprocess.run([os.path.join(args.build, "lookupgate"), "--version"],
                                  capture_output=True, text=True).stdout.strip(),
                   subprocess.run(["nginx", "-v"], capture_output=True, text=True).stderr.strip()
@@ -458,7 +481,10 @@ def main():
                   if shutil.which("haproxy") else "no haproxy",
                   redis_info(ports["redis"], "server").split("redis_version:")[1].split()[0],
                   args.threads, args.conns, args.duration, args.rounds, args.workers,
-                  os.cpu_count()))
+                  os.cpu_count(), "" if not redis_cpus else
+                  " (redis-server on CPU %s, everything else on CPU %s)" % (
+                      ",".join(map(str, sorted(redis_cpus))),
+                      ",".join(map(str, sorted(os.sched_getaffinity(0)))))))
         failed = False
         for mode in modes:
             if mode == "idle":

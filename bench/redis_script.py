@@ -20,6 +20,8 @@ the same replies to the same calls (counts, resets, refusals), which is checked 
 CPU is still per admission. --parts adds, for each version of the sorted-set layout, a script
 that returns at once (the cost of an EVALSHA with these keys and arguments) and the script with
 every redis.call answered in Lua by a canned reply (its own logic, without the calls).
+--redis-set 'NAME VALUE' adds each version once more on a Redis started with that setting
+(e.g. 'zset-max-listpack-entries 0'), side by side.
 """
 import argparse
 import hashlib
@@ -95,7 +97,7 @@ def batched(script):
             "return res\n")
 
 
-def run(script, calls, accounts, seed, batch_k=1):
+def run(script, calls, accounts, seed, batch_k=1, redis_args=()):
     """Over the second half of the calls, per admission: Redis's CPU µs, and the µs Redis
     accounts to the EVALSHA and to the commands it called; and a digest of every reply (the
     same calls give the same digest to scripts that count the same way)."""
@@ -104,7 +106,8 @@ def run(script, calls, accounts, seed, batch_k=1):
         script = batched(script)
     port = free_port()
     p = subprocess.Popen(["redis-server", "--port", str(port), "--bind", "127.0.0.1",
-                          "--save", "", "--appendonly", "no"], stdout=subprocess.DEVNULL)
+                          "--save", "", "--appendonly", "no"] + list(redis_args),
+                         stdout=subprocess.DEVNULL)
     try:
         for _ in range(100):
             try:
@@ -207,21 +210,28 @@ def main():
     ap.add_argument("--batch", default="1", metavar="K[,K...]",
                     help="admissions per EVALSHA (default 1, as lookupgate sends them); "
                          "several values run side by side")
+    ap.add_argument("--redis-set", action="append", default=[], metavar="'NAME VALUE'",
+                    help="also run each version on a Redis with this setting (repeatable; "
+                         "each is its own version), e.g. 'zset-max-listpack-entries 0'")
     a = ap.parse_args()
     ks = [int(k) for k in a.batch.split(",")]
-    versions = []  # (name, script, batch, replies checked)
+    versions = []  # (name, script, batch, replies checked, redis-server arguments)
     for path in a.store_c:
         sc = script_of(path)
-        versions += [(path if len(ks) == 1 else "%s, batch %d" % (path, k), sc, k, True)
+        versions += [(path if len(ks) == 1 else "%s, batch %d" % (path, k), sc, k, True, ())
                      for k in ks]
+        for rs in a.redis_set:
+            name, _, val = rs.partition(" ")
+            versions.append(("%s, Redis with %s" % (path, rs), sc, ks[0], True,
+                             ("--" + name, val)))
         if a.parts:
-            versions += [(name, part, 1, False) for name, part in parts_of(path, sc)]
-    res = {name: [] for name, _, _, _ in versions}
-    split = {name: [] for name, _, _, _ in versions}
-    digests = {name: set() for name, _, _, _ in versions}
+            versions += [(name, part, 1, False, ()) for name, part in parts_of(path, sc)]
+    res = {v[0]: [] for v in versions}
+    split = {v[0]: [] for v in versions}
+    digests = {v[0]: set() for v in versions}
     for rnd in range(a.rounds):
-        for name, sc, k, _ in versions:
-            cpu, script_us, inner_us, dg = run(sc, a.calls, a.accounts, rnd, k)
+        for name, sc, k, _, rargs in versions:
+            cpu, script_us, inner_us, dg = run(sc, a.calls, a.accounts, rnd, k, rargs)
             res[name].append(cpu)
             split[name].append((script_us, inner_us))
             digests[name].add((rnd, dg))
@@ -230,13 +240,13 @@ def main():
     print("| script from | Redis CPU µs/call (median) | min | rounds | in the script | "
           "in its commands |")
     print("|---|---:|---:|---:|---:|---:|")
-    for name, _, _, _ in versions:
+    for name, *_ in versions:
         v = res[name]
         sp = split[name]
         print("| %s | %.1f | %.1f | %s | %.1f | %.1f |" % (
             name, statistics.median(v), min(v), " ".join("%.1f" % x for x in v),
             statistics.median(x[0] for x in sp), statistics.median(x[1] for x in sp)))
-    same = len({frozenset(digests[name]) for name, _, _, checked in versions if checked}) == 1
+    same = len({frozenset(digests[name]) for name, _, _, checked, _ in versions if checked}) == 1
     print("\nreplies (counts, resets, refusals) %s" %
           ("the same for every version" if same else "DIFFER between versions"))
     if not same:
