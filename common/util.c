@@ -119,10 +119,19 @@ size_t fmt_i64(char *out, int64_t v)
                                    "4041424344454647484950515253545556575859"
                                    "6061626364656667686970717273747576777879"
                                    "8081828384858687888990919293949596979899";
+    static const uint64_t pow10[20] = {
+        1ULL, 10ULL, 100ULL, 1000ULL, 10000ULL, 100000ULL, 1000000ULL, 10000000ULL,
+        100000000ULL, 1000000000ULL, 10000000000ULL, 100000000000ULL, 1000000000000ULL,
+        10000000000000ULL, 100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
+        100000000000000000ULL, 1000000000000000000ULL, 10000000000000000000ULL};
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
+    /* The digit count from the bit length (log10(2) ~ 1233/4096), corrected by one table
+     * lookup, instead of a division per digit. */
     size_t digits = 1;
-    for (uint64_t t = u; t >= 10; t /= 10)
-        digits++;
+    if (u != 0) {
+        size_t t = (size_t)(64 - __builtin_clzll(u)) * 1233 >> 12;
+        digits = t + (u >= pow10[t]);
+    }
     size_t o = (v < 0) + digits;
     out[0] = '-';
     out[o] = '\0';
