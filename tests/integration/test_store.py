@@ -83,21 +83,42 @@ class StoreFaults(unittest.TestCase):
 
     class Load:
         """Background lookups from several threads while a fault happens; on exit, checks that
-        every request was answered, within the timeout, with 200 or 503."""
+        every request was answered, within the timeout, with 200 or 503, and that the load
+        met the fault (a 503 among its answers). A test holds the fault until wait_denied()
+        saw the load meet it: on a loaded machine the threads may not run for a second."""
 
         def __init__(self, case, port, threads=3):
             self.case, self.port, self.n = case, port, threads
             self.results, self.stop = [], threading.Event()
+            self.t0 = time.time()
 
         def __enter__(self):
             def run():
                 while not self.stop.is_set():
-                    self.results.append(lookup(self.port))
+                    t = time.time()
+                    x = lookup(self.port)
+                    if x is not None:
+                        x.started = t - self.t0
+                    self.results.append(x)
             self.ts = [threading.Thread(target=run) for _ in range(self.n)]
             for th in self.ts:
                 th.start()
             time.sleep(0.2)
             return self
+
+        def timeline(self):
+            return ["%.2f+%.2f:%s" % (x.started, x.took, x.status) if x is not None else "none"
+                    for x in list(self.results)]
+
+        def wait_denied(self, within=10.0):
+            """Waits until a background lookup was refused with 503 (the fault reached it)."""
+            deadline = time.time() + within
+            while time.time() < deadline:
+                if any(x is not None and x.status == 503 for x in list(self.results)):
+                    return
+                time.sleep(0.02)
+            self.case.fail("no background lookup was refused within %.1f s of the fault: %s"
+                           % (within, " ".join(self.timeline()[-30:])))
 
         def __exit__(self, *exc):
             self.stop.set()
@@ -105,10 +126,11 @@ class StoreFaults(unittest.TestCase):
                 th.join(30)
             if exc[0] is None:
                 c = self.case
+                c.assertFalse(any(th.is_alive() for th in self.ts), "a load thread hangs")
                 c.assertTrue(all(x is not None for x in self.results), "a request got no answer")
                 c.assertEqual({x.status for x in self.results} - {200, 503}, set())
-                c.assertLess(max(x.took for x in self.results), 2.5)
-                c.assertIn(503, [x.status for x in self.results])
+                c.assertLess(max(x.took for x in self.results), 2.5, " ".join(self.timeline()))
+                c.assertIn(503, [x.status for x in self.results], " ".join(self.timeline()))
             return False
 
     def wait_ok(self, port, within=5.0, streak=6):
@@ -140,9 +162,10 @@ class StoreFaults(unittest.TestCase):
         r = self.redis()
         gw = self.gateway(r.port)
         self.wait_ok(gw.port)
-        with self.Load(self, gw.port):
+        with self.Load(self, gw.port) as load:
             r.kill()
             time.sleep(0.5)
+            load.wait_denied()
             r.start()
             time.sleep(0.5)
         self.wait_ok(gw.port)
@@ -151,11 +174,12 @@ class StoreFaults(unittest.TestCase):
         r = self.redis()
         gw = self.gateway(r.port)
         self.wait_ok(gw.port)
-        with self.Load(self, gw.port):
+        with self.Load(self, gw.port) as load:
             r.signal(signal.SIGSTOP)
             try:
                 for _ in range(3):
                     self.assert_denied(lookup(gw.port))
+                load.wait_denied()
             finally:
                 r.signal(signal.SIGCONT)
         self.wait_ok(gw.port)
@@ -172,12 +196,18 @@ class StoreFaults(unittest.TestCase):
         r = self.redis(args=["--enable-debug-command", "local"])
         gw = self.gateway(r.port)
         self.wait_ok(gw.port)
-        with self.Load(self, gw.port):
+        with self.Load(self, gw.port) as load:
             t = threading.Thread(target=lambda: r.cmd("DEBUG", "SLEEP", "1"))
             t.start()
             time.sleep(0.1)
             self.assert_denied(lookup(gw.port))
             t.join()
+            # Redis sleeps again (up to a few times) until the load has met a slow answer.
+            for _ in range(5):
+                if 503 in [x.status for x in list(load.results) if x is not None]:
+                    break
+                r.cmd("DEBUG", "SLEEP", "1")
+            load.wait_denied(within=0.5)
         self.wait_ok(gw.port)
 
     def test_e6_client_kill_is_survived(self):
