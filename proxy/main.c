@@ -7,6 +7,7 @@
 #include <time.h>
 
 #include "audit/crypto.h"
+#include "common/chainpool.h"
 #include "common/log.h"
 #include "policy/clock.h"
 #include "policy/config.h"
@@ -70,6 +71,7 @@ static int cmd_token(int argc, char **argv)
 
 int main(int argc, char **argv)
 {
+    chainpool_install(); /* before any libevent call */
     if (argc >= 2 && strcmp(argv[1], "token") == 0)
         return cmd_token(argc - 1, argv + 1);
     static const struct option opts[] = {
@@ -137,6 +139,7 @@ int main(int argc, char **argv)
         return 1;
     }
     int rc = server_run(cfg);
+    chainpool_drain();
     config_free(cfg);
     return rc;
 }
