@@ -49,11 +49,19 @@ OVER_TOKEN = "lg_bench-over"
 
 
 def free_port():
-    s = socket.socket()
-    s.bind(("127.0.0.1", 0))
-    port = s.getsockname()[1]
-    s.close()
-    return port
+    """A port free now, and not one this process was handed before: the kernel may give the
+    same ephemeral port to two bind(0)s in a row once the first socket is closed (a benchmark
+    once started lookupgate and Redis on one port)."""
+    while True:
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]
+        if port not in _ports_given:
+            _ports_given.add(port)
+            return port
+
+
+_ports_given = set()
 
 
 def wait_port(port, proc, timeout=60.0):
