@@ -322,6 +322,21 @@ static size_t rec_text(char *out, size_t outlen, const char *rest)
 
 static long long zero_ahead; /* audit_opts.zero_ahead_bytes of open_log */
 
+/* Waits (up to 10 s) until every record handed to a is durable: a fixed sleep left the batching
+ * to the scheduler, and a loaded machine once wrote all 40 records below in too few batches to
+ * rotate twice. */
+static void wait_written(struct audit *a)
+{
+    for (int i = 0; i < 10000; i++) {
+        struct audit_stats st;
+        audit_get_stats(a, &st);
+        if (st.queued == 0)
+            return;
+        usleep(1000);
+    }
+    CHECK(!"the audit writer did not write its queue within 10 s");
+}
+
 static struct audit *open_log(const char *keys, const char *logdir)
 {
     char path[256], err[400];
@@ -390,7 +405,7 @@ static void test_writer(void)
                  "\"account\":\"a%d\",\"pad\":\"%0100d\"}", i, 0);
         audit_log(a, t, rec_text(t, sizeof t, rest));
         if (i % 5 == 4)
-            usleep(3000); /* several batches, so that size rotation happens between them */
+            wait_written(a); /* batches of 5, so that size rotation happens between them */
     }
     audit_close(a, stop, rec_text(stop, sizeof stop, "\"type\":\"stop\",\"instance\":\"unit-1\"}"));
     int recs = verify_dir(logdir, pub, 0, err, sizeof err);
