@@ -74,20 +74,10 @@ def enc(*a):
     return b"".join(out)
 
 
-def free_port():
-    """A port free now, and not one this process was handed before: the kernel may give the
-    same ephemeral port to two bind(0)s in a row once the first socket is closed (a benchmark
-    once started lookupgate and Redis on one port)."""
-    while True:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            port = s.getsockname()[1]
-        if port not in _ports_given:
-            _ports_given.add(port)
-            return port
-
-
-_ports_given = set()
+# One free_port for the benchmarks and the integration tests.
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests",
+                                "integration"))
+from lgtest import free_port  # noqa: E402
 
 
 def batched(script):
