@@ -197,9 +197,17 @@ class StoreFaults(unittest.TestCase):
         gw = self.gateway(r.port)
         self.wait_ok(gw.port)
         with self.Load(self, gw.port) as load:
-            t = threading.Thread(target=lambda: r.cmd("DEBUG", "SLEEP", "1"))
+            t = threading.Thread(target=lambda: r.cmd("DEBUG", "SLEEP", "2"))
             t.start()
-            time.sleep(0.1)
+            # The lookup goes once Redis is asleep (a PING goes unanswered for 50 ms), not
+            # after a fixed delay that a loaded machine may outrun.
+            deadline = time.time() + 1.0
+            while time.time() < deadline:
+                try:
+                    r.cmd("PING", timeout=0.05)
+                except OSError:
+                    break
+                time.sleep(0.01)
             self.assert_denied(lookup(gw.port))
             t.join()
             # Redis sleeps again (up to a few times) until the load has met a slow answer.
