@@ -328,7 +328,7 @@ def main():
                     help="where lookupgate's audit log goes (default: under the build dir)")
     ap.add_argument("--redis-cpus", metavar="LIST",
                     help="pin redis-server to these CPUs (e.g. 1) and everything else (the "
-                         "proxies, the stub, wrk, this harness) to the others: Redis off the "
+                         "proxies, the upstream server, wrk, this harness) to the others: Redis off the "
                          "proxies' cores, as where it runs beside several gateways")
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
@@ -346,7 +346,7 @@ def main():
             raise SystemExit("--redis-cpus %s: this process may use only CPUs %s"
                              % (args.redis_cpus, sorted(os.sched_getaffinity(0))))
         if not rest:
-            raise SystemExit("--redis-cpus %s: leaves no CPU for the proxies, the stub and wrk"
+            raise SystemExit("--redis-cpus %s: leaves no CPU for the proxies, the upstream server and wrk"
                              % args.redis_cpus)
         os.sched_setaffinity(0, rest)  # inherited by everything started below
 
