@@ -29,8 +29,7 @@ void jw_reset(struct jsonw *j)
 }
 
 /* Room for n more bytes. The check is inline; growing is the rare path. */
-static void grow(struct jsonw *j, size_t n) __attribute__((noinline));
-static void grow(struct jsonw *j, size_t n)
+void jw_grow(struct jsonw *j, size_t n)
 {
     while (j->len + n > j->cap)
         j->cap *= 2;
@@ -40,7 +39,7 @@ static void grow(struct jsonw *j, size_t n)
 static inline char *reserve(struct jsonw *j, size_t n)
 {
     if (j->len + n > j->cap)
-        grow(j, n);
+        jw_grow(j, n);
     return j->buf + j->len;
 }
 
@@ -73,18 +72,6 @@ void jw_close(struct jsonw *j, char bracket)
     *reserve(j, 1) = bracket;
     j->len++;
     j->need_comma = 1;
-}
-
-void jw_keyn(struct jsonw *j, const char *key, size_t n)
-{
-    char *p = sep_in(j, reserve(j, n + 4));
-    *p++ = '"';
-    memcpy(p, key, n);
-    p += n;
-    *p++ = '"';
-    *p++ = ':';
-    j->len = (size_t)(p - j->buf);
-    j->need_comma = 0; /* the value follows without a separator */
 }
 
 /* Length of the valid UTF-8 sequence at s (2..4), or 0 if it is not valid (overlongs,

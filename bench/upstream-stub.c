@@ -296,6 +296,15 @@ static void respond(struct sconn *c)
                             status, reason);
         if (!keep)
             evbuffer_add_printf(out, "Connection: close\r\n");
+        if (strcmp(mode, "hop-and-big") == 0) {
+            /* A field the Connection header names (not relayed), and one larger than the
+             * proxy's 2 KiB copy buffer between two small ones (relayed, in order). */
+            evbuffer_add_printf(out, "Connection: keep-alive, X-Hop-One\r\nX-Hop-One: secret\r\n"
+                                     "X-Before: 1\r\nX-Big: ");
+            for (int i = 0; i < 3000; i++)
+                evbuffer_add(out, "b", 1);
+            evbuffer_add_printf(out, "\r\nX-After: 2\r\n");
+        }
         if (strcmp(mode, "chunked") == 0) {
             evbuffer_add_printf(out, "Transfer-Encoding: chunked\r\n\r\n%zx\r\n", blen);
             evbuffer_add_buffer(out, body);

@@ -75,15 +75,12 @@ int ascii_eqn_nocase(const char *a, const char *b, size_t n)
     return 1;
 }
 
-int ascii_prefix_nocase(const char *a, size_t alen, const char *prefix)
+int ascii_in_nocase(const char *a, size_t alen, const struct name_len *t, size_t n, int prefix)
 {
-    size_t plen = strlen(prefix);
-    if (alen < plen)
-        return 0;
-    for (size_t i = 0; i < plen; i++)
-        if (lower((unsigned char)a[i]) != lower((unsigned char)prefix[i]))
-            return 0;
-    return 1;
+    for (size_t i = 0; i < n; i++)
+        if ((alen == t[i].n || (prefix && alen > t[i].n)) && ascii_eqn_nocase(a, t[i].s, t[i].n))
+            return 1;
+    return 0;
 }
 
 int hex_digit_value(unsigned char c)
@@ -149,20 +146,6 @@ size_t fmt_i64(char *out, int64_t v)
         *--p = (char)('0' + u);
     }
     return o;
-}
-
-void sb_mem(struct sbuf *b, const char *s, size_t n)
-{
-    if (b->cap == 0)
-        return;
-    size_t room = b->cap - 1 - b->len;
-    if (n > room) {
-        n = room;
-        b->trunc = 1;
-    }
-    memcpy(b->p + b->len, s, n);
-    b->len += n;
-    b->p[b->len] = '\0';
 }
 
 void sb_int(struct sbuf *b, int64_t v)

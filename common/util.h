@@ -28,8 +28,28 @@ static inline int ascii_eq_nocase(const char *a, size_t alen, const char *b)
     size_t blen = strlen(b);
     return alen == blen && ascii_eqn_nocase(a, b, blen);
 }
-/* 1 if a[0..alen) starts with the NUL-terminated prefix ignoring ASCII case. */
-int ascii_prefix_nocase(const char *a, size_t alen, const char *prefix);
+/* 1 if a[0..alen) starts with p[0..plen) ignoring ASCII case. */
+static inline int ascii_prefixn_nocase(const char *a, size_t alen, const char *p, size_t plen)
+{
+    return alen >= plen && ascii_eqn_nocase(a, p, plen);
+}
+/* 1 if a[0..alen) starts with the NUL-terminated prefix ignoring ASCII case (inline, as
+ * ascii_eq_nocase). */
+static inline int ascii_prefix_nocase(const char *a, size_t alen, const char *prefix)
+{
+    return ascii_prefixn_nocase(a, alen, prefix, strlen(prefix));
+}
+
+/* A name with its length, for the tables of header names scanned on every request: a table
+ * of plain strings costs a strlen per entry per header. */
+struct name_len {
+    const char *s;
+    size_t n;
+};
+#define NAME_LEN(lit) {"" lit, sizeof(lit) - 1}
+/* 1 if a[0..alen) equals one of t[0..n) ignoring ASCII case, or with prefix set, starts with
+ * one of them. */
+int ascii_in_nocase(const char *a, size_t alen, const struct name_len *t, size_t n, int prefix);
 
 /* The value of an ASCII hex digit, or -1. */
 int hex_digit_value(unsigned char c);
@@ -55,7 +75,20 @@ static inline struct sbuf sb_make(char *p, size_t cap)
         p[0] = '\0';
     return b;
 }
-void sb_mem(struct sbuf *b, const char *s, size_t n);
+/* Inline: the request path builds its Redis keys and headers from many short pieces. */
+static inline void sb_mem(struct sbuf *b, const char *s, size_t n)
+{
+    if (b->cap == 0)
+        return;
+    size_t room = b->cap - 1 - b->len;
+    if (n > room) {
+        n = room;
+        b->trunc = 1;
+    }
+    memcpy(b->p + b->len, s, n);
+    b->len += n;
+    b->p[b->len] = '\0';
+}
 /* Inline, so that a literal's length is a constant. */
 static inline void sb_str(struct sbuf *b, const char *s)
 {

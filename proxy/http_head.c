@@ -15,19 +15,20 @@ int http_is_tchar(unsigned char c)
 
 int http_header_is_sensitive(const char *n, size_t len)
 {
-    static const char *const exact[] = {
-        "host", "authorization", "content-length", "transfer-encoding", "connection", "expect",
-        "upgrade", "te", "trailer", "forwarded", "x-real-ip", "x-dossier-id",
-        "x-procedure-code", "soapaction", "content-type", "keep-alive", "proxy-connection",
+    static const struct name_len exact[] = {
+        NAME_LEN("host"), NAME_LEN("authorization"), NAME_LEN("content-length"),
+        NAME_LEN("transfer-encoding"), NAME_LEN("connection"), NAME_LEN("expect"),
+        NAME_LEN("upgrade"), NAME_LEN("te"), NAME_LEN("trailer"), NAME_LEN("forwarded"),
+        NAME_LEN("x-real-ip"), NAME_LEN("x-dossier-id"), NAME_LEN("x-procedure-code"),
+        NAME_LEN("soapaction"), NAME_LEN("content-type"), NAME_LEN("keep-alive"),
+        NAME_LEN("proxy-connection"),
     };
-    static const char *const prefix[] = {"x-lookup-", "x-forwarded-", "x-account", "x-request-id"};
-    for (size_t i = 0; i < ARRAY_LEN(exact); i++)
-        if (ascii_eq_nocase(n, len, exact[i]))
-            return 1;
-    for (size_t i = 0; i < ARRAY_LEN(prefix); i++)
-        if (ascii_prefix_nocase(n, len, prefix[i]))
-            return 1;
-    return 0;
+    static const struct name_len prefix[] = {
+        NAME_LEN("x-lookup-"), NAME_LEN("x-forwarded-"), NAME_LEN("x-account"),
+        NAME_LEN("x-request-id"),
+    };
+    return ascii_in_nocase(n, len, exact, ARRAY_LEN(exact), 0) ||
+           ascii_in_nocase(n, len, prefix, ARRAY_LEN(prefix), 1);
 }
 
 /* 1 if tok[0..len) is a prefix of (or equal to, when whole) a method http-parser knows. */

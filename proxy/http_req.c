@@ -189,19 +189,20 @@ static int apply_connection(struct http_req *r, const struct http_hdr *h, int *c
 /* Fields never forwarded: hop-by-hop, framing, ours to set, and identity-like. */
 static int header_dropped(const char *n, size_t l)
 {
-    static const char *const exact[] = {
-        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
-        "upgrade", "proxy-authorization", "proxy-authenticate", "content-length", "host",
-        "expect", "authorization", "forwarded", "x-real-ip", "x-client-ip", "x-request-id",
+    static const struct name_len exact[] = {
+        NAME_LEN("connection"), NAME_LEN("keep-alive"), NAME_LEN("proxy-connection"),
+        NAME_LEN("te"), NAME_LEN("trailer"), NAME_LEN("transfer-encoding"), NAME_LEN("upgrade"),
+        NAME_LEN("proxy-authorization"), NAME_LEN("proxy-authenticate"),
+        NAME_LEN("content-length"), NAME_LEN("host"), NAME_LEN("expect"),
+        NAME_LEN("authorization"), NAME_LEN("forwarded"), NAME_LEN("x-real-ip"),
+        NAME_LEN("x-client-ip"), NAME_LEN("x-request-id"),
     };
-    static const char *const prefix[] = {"x-lookup-", "x-forwarded-", "x-account", "x-user-"};
-    for (size_t i = 0; i < ARRAY_LEN(exact); i++)
-        if (ascii_eq_nocase(n, l, exact[i]))
-            return 1;
-    for (size_t i = 0; i < ARRAY_LEN(prefix); i++)
-        if (ascii_prefix_nocase(n, l, prefix[i]))
-            return 1;
-    return 0;
+    static const struct name_len prefix[] = {
+        NAME_LEN("x-lookup-"), NAME_LEN("x-forwarded-"), NAME_LEN("x-account"),
+        NAME_LEN("x-user-"),
+    };
+    return ascii_in_nocase(n, l, exact, ARRAY_LEN(exact), 0) ||
+           ascii_in_nocase(n, l, prefix, ARRAY_LEN(prefix), 1);
 }
 
 static int check_content_length(struct http_req *r, const struct http_hdr *h,

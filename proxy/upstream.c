@@ -266,14 +266,12 @@ static int on_resp_value(http_parser *hp, const char *at, size_t len)
 
 static int resp_header_dropped(const char *n, size_t l)
 {
-    static const char *const names[] = {
-        "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
-        "upgrade", "content-length", "x-request-id", "proxy-authenticate",
+    static const struct name_len names[] = {
+        NAME_LEN("connection"), NAME_LEN("keep-alive"), NAME_LEN("proxy-connection"),
+        NAME_LEN("te"), NAME_LEN("trailer"), NAME_LEN("transfer-encoding"), NAME_LEN("upgrade"),
+        NAME_LEN("content-length"), NAME_LEN("x-request-id"), NAME_LEN("proxy-authenticate"),
     };
-    for (size_t i = 0; i < ARRAY_LEN(names); i++)
-        if (ascii_eq_nocase(n, l, names[i]))
-            return 1;
-    return 0;
+    return ascii_in_nocase(n, l, names, ARRAY_LEN(names), 0);
 }
 
 /* The pair at hbuf[*i..]: name and value with their lengths; advances *i. 0, or -1 when the
@@ -295,10 +293,9 @@ static int next_pair(const char *hbuf, size_t hlen, size_t *i, const char **n, s
     return 0;
 }
 
-/* 1 if name appears as a token of any Connection header in the collected fields. */
-static int listed_in_connection(const char *hbuf, size_t hlen, const char *name)
+/* 1 if name[0..nl) appears as a token of any Connection header in the collected fields. */
+static int listed_in_connection(const char *hbuf, size_t hlen, const char *name, size_t nl)
 {
-    size_t nl = strlen(name);
     for (size_t i = 0; i < hlen;) {
         const char *n, *v;
         size_t nlen, vlen;
@@ -311,7 +308,7 @@ static int listed_in_connection(const char *hbuf, size_t hlen, const char *name)
                 size_t b = a;
                 while (b < vlen && v[b] != ',' && v[b] != ' ' && v[b] != '\t')
                     b++;
-                if (b - a == nl && ascii_prefix_nocase(v + a, b - a, name))
+                if (b - a == nl && ascii_eqn_nocase(v + a, name, nl))
                     return 1;
                 a = b;
             }
@@ -324,6 +321,18 @@ static int emit_headers(struct upconn *uc)
 {
     struct evbuffer *out = uc->req->resp_hdrs;
     evbuffer_drain(out, evbuffer_get_length(out));
+    /* Connection may name more fields to drop; most responses have none to look through. */
+    int any_connection = 0;
+    for (size_t i = 0; i < uc->hlen && !any_connection;) {
+        const char *n, *v;
+        size_t nlen, vlen;
+        if (next_pair(uc->hbuf, uc->hlen, &i, &n, &nlen, &v, &vlen) != 0)
+            break; /* reported by the loop below */
+        any_connection = ascii_eq_nocase(n, nlen, "connection");
+    }
+    /* The kept fields go out in one evbuffer_add, through tmp while they fit. */
+    char tmp[2048];
+    size_t used = 0;
     for (size_t i = 0; i < uc->hlen;) {
         const char *n, *v;
         size_t nlen, vlen;
@@ -343,13 +352,29 @@ static int emit_headers(struct upconn *uc)
         }
         while (vlen > 0 && (v[vlen - 1] == ' ' || v[vlen - 1] == '\t'))
             vlen--;
-        if (resp_header_dropped(n, nlen) || listed_in_connection(uc->hbuf, uc->hlen, n))
+        if (resp_header_dropped(n, nlen) ||
+            (any_connection && listed_in_connection(uc->hbuf, uc->hlen, n, nlen)))
             continue;
-        evbuffer_add(out, n, nlen);
-        evbuffer_add(out, ": ", 2);
-        evbuffer_add(out, v, vlen);
-        evbuffer_add(out, "\r\n", 2);
+        size_t need = nlen + 2 + vlen + 2;
+        if (used + need > sizeof tmp) {
+            evbuffer_add(out, tmp, used);
+            used = 0;
+        }
+        if (need > sizeof tmp) {
+            evbuffer_add(out, n, nlen);
+            evbuffer_add(out, ": ", 2);
+            evbuffer_add(out, v, vlen);
+            evbuffer_add(out, "\r\n", 2);
+            continue;
+        }
+        memcpy(tmp + used, n, nlen);
+        memcpy(tmp + used + nlen, ": ", 2);
+        memcpy(tmp + used + nlen + 2, v, vlen);
+        memcpy(tmp + used + nlen + 2 + vlen, "\r\n", 2);
+        used += need;
     }
+    if (used)
+        evbuffer_add(out, tmp, used);
     return 0;
 bad:
     uc->fail_status = 502;

@@ -88,6 +88,18 @@ class UpstreamFaults(GatewayTestCase):
         self.assertIsNone(r.header("transfer-encoding"))
         self.assertEqual(int(r.header("content-length")), len(r.body))
 
+    def test_response_fields_named_by_connection_dropped_and_large_ones_kept_in_order(self):
+        r = get(self.gw.port, CITIZEN, {"X-Stub-Mode": "hop-and-big"})
+        self.assertEqual(r.status, 200)
+        self.assertIsNone(r.header("x-hop-one"))
+        self.assertEqual(r.header("x-big"), "b" * 3000)
+        names = [k.lower() for k, _ in r.headers]
+        for n in ("x-upstream", "x-before", "x-big", "x-after"):
+            self.assertIn(n, names)
+        order = [names.index(n) for n in ("x-upstream", "x-before", "x-big", "x-after")]
+        self.assertEqual(order, sorted(order))
+        self.assertNotIn(b"secret", r.raw_head)
+
 
 class UpstreamConnect(unittest.TestCase):
     def setUp(self):

@@ -7,6 +7,7 @@
 
 #include "../check.h"
 #include "common/arena.h"
+#include "common/util.h"
 #include "proxy/http_head.h"
 #include "proxy/http_req.h"
 #include "proxy/problem.h"
@@ -307,8 +308,39 @@ static void test_problem_bytes(void)
     evbuffer_free(b);
 }
 
+/* The name tables: exact names match whole and in any case, prefixes match a name that
+ * starts with them (or is one), and nothing matches on length alone. */
+static void test_name_tables(void)
+{
+    static const struct {
+        const char *name;
+        int sensitive;
+    } v[] = {
+        {"Host", 1},           {"HOST", 1},          {"hosT", 1},          {"hos", 0},
+        {"hostx", 0},          {"xost", 0},          {"te", 1},            {"tf", 0},
+        {"X-Lookup-Id", 1},    {"x-lookup-", 1},     {"x-lookup", 0},      {"X-Account", 1},
+        {"x-accounts", 1},     {"x-accoun", 0},      {"x-request-id", 1},  {"x-request-idx", 1},
+        {"Accept", 0},         {"", 0},              {"content-type", 1},  {"content-typf", 0},
+        {"X-Forwarded-For", 1}, {"x-forwarded", 0},  {"proxy-connection", 1},
+    };
+    for (size_t i = 0; i < sizeof v / sizeof v[0]; i++) {
+        int got = http_header_is_sensitive(v[i].name, strlen(v[i].name));
+        if (got != v[i].sensitive)
+            fprintf(stderr, "sensitive(%s)\n", v[i].name);
+        CHECK_INT(got, v[i].sensitive);
+    }
+    static const struct name_len t[] = {NAME_LEN("ab"), NAME_LEN("abcd")};
+    CHECK_INT(ascii_in_nocase("AB", 2, t, 2, 0), 1);
+    CHECK_INT(ascii_in_nocase("abc", 3, t, 2, 0), 0);
+    CHECK_INT(ascii_in_nocase("abc", 3, t, 2, 1), 1);
+    CHECK_INT(ascii_in_nocase("a", 1, t, 2, 1), 0);
+    CHECK_INT(ascii_in_nocase("aBcD", 4, t, 2, 0), 1);
+    CHECK_INT(ascii_in_nocase("xbcd", 4, t, 2, 1), 0);
+}
+
 int main(void)
 {
+    test_name_tables();
     test_vectors();
     test_nul_in_value();
     test_limits();
