@@ -20,6 +20,10 @@ the same replies to the same calls (counts, resets, refusals), which is checked 
 CPU is still per admission. --parts adds, for each version of the sorted-set layout, a script
 that returns at once (the cost of an EVALSHA with these keys and arguments) and the script with
 every redis.call answered in Lua by a canned reply (its own logic, without the calls).
+--plain adds the sorted-set layout's work without Lua: each admission as its eight commands
+(MGET, ZREMRANGEBYSCORE, ZCARD, ZRANGE, HMGET, ZADD, PEXPIRE, HINCRBY) pipelined, and one
+EXISTS of its four keys alone: what native code (a Redis module command) would at most cost,
+and what one command costs by itself. Their replies are not compared.
 --redis-set 'NAME VALUE' adds each version once more on a Redis started with that setting
 (e.g. 'zset-max-listpack-entries 0'), side by side.
 """
@@ -97,6 +101,10 @@ def batched(script):
             "return res\n")
 
 
+PLAIN = "-- plain: the commands without Lua"
+PLAIN_ONE = "-- plain: one EXISTS"
+
+
 def run(script, calls, accounts, seed, batch_k=1, redis_args=()):
     """Over the second half of the calls, per admission: Redis's CPU µs, and the µs Redis
     accounts to the EVALSHA and to the commands it called; and a digest of every reply (the
@@ -128,8 +136,10 @@ def run(script, calls, accounts, seed, batch_k=1, redis_args=()):
             if t == b"-":
                 sys.exit("redis: " + line.decode().strip())
             return line
-        s.sendall(enc("SCRIPT", "LOAD", script))
-        read()
+        plain = script in (PLAIN, PLAIN_ONE)
+        if not plain:
+            s.sendall(enc("SCRIPT", "LOAD", script))
+            read()
         sha = hashlib.sha1(script.encode()).hexdigest()
         day0 = 1796230800000  # a local midnight (Asia/Ho_Chi_Minh)
         starts = [day0 - 86400000, day0, day0 + 86400000, day0 + 2 * 86400000]
@@ -152,7 +162,23 @@ def run(script, calls, accounts, seed, batch_k=1, redis_args=()):
                     [2, "m", 1000000, "n", "d", 1000000000, "n"]
             return keys, args
 
+        def plain_cmds(i):
+            keys, args = admission(i)
+            now = args[0]
+            if script == PLAIN_ONE:
+                return [enc("EXISTS", *keys)]
+            return [enc("MGET", keys[0], keys[1]),
+                    enc("ZREMRANGEBYSCORE", keys[2], "-inf", now - 60000),
+                    enc("ZCARD", keys[2]),
+                    enc("ZRANGE", keys[2], 0, 0),
+                    enc("HMGET", keys[3], "id", "n"),
+                    enc("ZADD", keys[2], now, "%d:%s" % (now, args[1])),
+                    enc("PEXPIRE", keys[2], 61000),
+                    enc("HINCRBY", keys[3], "n", 1)]
+
         def cmds(i, n):
+            if plain:
+                return [b"".join(plain_cmds(j)) for j in range(i, i + n)]
             if batch_k == 1:
                 return [enc("EVALSHA", sha, len(k), *k, *a)
                         for k, a in map(admission, range(i, i + n))]
@@ -178,6 +204,11 @@ def run(script, calls, accounts, seed, batch_k=1, redis_args=()):
                 read()
             sent = cmds(i, batch * batch_k)
             s.sendall(b"".join(sent))
+            if plain:
+                for _ in range(batch * (1 if script == PLAIN_ONE else 8)):
+                    read()
+                i += batch
+                continue
             for _ in sent:
                 r = read()
                 for one in (r if batch_k > 1 else [r]):
@@ -190,6 +221,9 @@ def run(script, calls, accounts, seed, batch_k=1, redis_args=()):
         stats = {m.group(1): int(m.group(2)) for m in
                  re.finditer(rb"cmdstat_([a-z|]+):calls=\d+,usec=(\d+)", read())}
         n = calls - calls // 2
+        if plain:  # all of it is "in its commands"
+            return (c1 - c0) * 1e6 / n, 0.0, sum(
+                v for k, v in stats.items() if not k.startswith(b"config")) / n, ""
         script_us = sum(v for k, v in stats.items() if k in (b"evalsha", b"eval")) / n
         inner_us = sum(v for k, v in stats.items()
                        if k not in (b"evalsha", b"eval") and not k.startswith(b"config")) / n
@@ -210,6 +244,9 @@ def main():
     ap.add_argument("--batch", default="1", metavar="K[,K...]",
                     help="admissions per EVALSHA (default 1, as lookupgate sends them); "
                          "several values run side by side")
+    ap.add_argument("--plain", action="store_true",
+                    help="also measure the same work as plain pipelined commands, and one "
+                         "command alone")
     ap.add_argument("--redis-set", action="append", default=[], metavar="'NAME VALUE'",
                     help="also run each version on a Redis with this setting (repeatable; "
                          "each is its own version), e.g. 'zset-max-listpack-entries 0'")
@@ -226,6 +263,9 @@ def main():
                              ("--" + name, val)))
         if a.parts:
             versions += [(name, part, 1, False, ()) for name, part in parts_of(path, sc)]
+    if a.plain:
+        versions += [("the eight commands without Lua, pipelined", PLAIN, 1, False, ()),
+                     ("one EXISTS of the four keys", PLAIN_ONE, 1, False, ())]
     res = {v[0]: [] for v in versions}
     split = {v[0]: [] for v in versions}
     digests = {v[0]: set() for v in versions}
