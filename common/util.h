@@ -28,16 +28,12 @@ static inline int ascii_eq_nocase(const char *a, size_t alen, const char *b)
     size_t blen = strlen(b);
     return alen == blen && ascii_eqn_nocase(a, b, blen);
 }
-/* 1 if a[0..alen) starts with p[0..plen) ignoring ASCII case. */
-static inline int ascii_prefixn_nocase(const char *a, size_t alen, const char *p, size_t plen)
-{
-    return alen >= plen && ascii_eqn_nocase(a, p, plen);
-}
 /* 1 if a[0..alen) starts with the NUL-terminated prefix ignoring ASCII case (inline, as
  * ascii_eq_nocase). */
 static inline int ascii_prefix_nocase(const char *a, size_t alen, const char *prefix)
 {
-    return ascii_prefixn_nocase(a, alen, prefix, strlen(prefix));
+    size_t plen = strlen(prefix);
+    return alen >= plen && ascii_eqn_nocase(a, prefix, plen);
 }
 
 /* A name with its length, for the tables of header names scanned on every request: a table
