@@ -167,9 +167,10 @@ def redis_info(port, section):
 
 
 def script_calls(port):
+    """Quota decisions Redis ran: the script's EVALSHA/EVAL and the module's LOOKUPGATE.ADMIT."""
     calls = 0
     for line in redis_info(port, "commandstats").splitlines():
-        m = re.match(r"cmdstat_(evalsha|eval):calls=(\d+)", line)
+        m = re.match(r"cmdstat_(evalsha|eval|lookupgate\.admit):calls=(\d+)", line)
         if m:
             calls += int(m.group(2))
     return calls
@@ -330,6 +331,11 @@ def main():
                     help="pin redis-server to these CPUs (e.g. 1) and everything else (the "
                          "proxies, the upstream server, wrk, this harness) to the others: Redis off the "
                          "proxies' cores, as where it runs beside several gateways")
+    ap.add_argument("--redis-module", action="store_true",
+                    help="load the build's lookupgate-redis.so into redis-server: lookupgate "
+                         "decides with LOOKUPGATE.ADMIT instead of the Lua script (with "
+                         "--base-build of the same build and --base-set "
+                         "store.quota_command='\"script\"', the two side by side)")
     args = ap.parse_args()
     args.build = os.path.abspath(args.build)
     raise_nofile()
@@ -370,7 +376,9 @@ def main():
                                            "base_admin")}
         redis = start(["redis-server", "--port", str(ports["redis"]), "--bind", "127.0.0.1",
                        "--save", "", "--appendonly", "no", "--dir", tmp,
-                       "--logfile", os.path.join(tmp, "redis.log")], cpus=redis_cpus)
+                       "--logfile", os.path.join(tmp, "redis.log")] +
+                      (["--loadmodule", os.path.join(args.build, "lookupgate-redis.so")]
+                       if args.redis_module else []), cpus=redis_cpus)
         stub = start([os.path.join(args.build, "upstream-stub"), "--port", str(ports["stub"])],
                      stderr=subprocess.DEVNULL)
         write_policy(os.path.join(tmp, "policy.json"), args.accounts)
@@ -468,7 +476,7 @@ def main():
             if st != 200:
                 raise SystemExit("%s answered %d to an allowed lookup" % (t.name, st))
 
-        print("lookupgate %s; %s; %s; redis %s; wrk %d threads, %d connections, %d s x %d "
+        print("lookupgate %s; %s; %s; redis %s%s; wrk %d threads, %d connections, %d s x %d "
               "rounds; %d worker(s) per proxy; %d cores%s" % (
                   subprocess.run([os.path.join(args.build, "lookupgate"), "--version"],
                                  capture_output=True, text=True).stdout.strip(),
@@ -478,6 +486,7 @@ def main():
                                  text=True).stdout.split("\n")[0][:24]
                   if shutil.which("haproxy") else "no haproxy",
                   redis_info(ports["redis"], "server").split("redis_version:")[1].split()[0],
+                  " with the lookupgate module" if args.redis_module else "",
                   args.threads, args.conns, args.duration, args.rounds, args.workers,
                   os.cpu_count(), "" if not redis_cpus else
                   " (redis-server on CPU %s, everything else on CPU %s)" % (

@@ -5,7 +5,7 @@
 # missing (wrk, nginx-light, haproxy), builds RelWithDebInfo and runs bench/bench.py, which
 # prints one table per mode. All options go to bench/bench.py (--help):
 #   bench/run.sh [-d SECONDS] [-c CONNECTIONS] [-t THREADS] [-r ROUNDS] [-w WORKERS]
-#                [--modes allowed,refused,idle] [--idle N] [--audit-dir DIR]
+#                [--modes allowed,refused,idle] [--idle N] [--audit-dir DIR] [--redis-module]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/deps.sh
@@ -13,5 +13,6 @@ lg_install_packages wrk nginx-light haproxy redis-server
 
 BUILD=${LG_BENCH_BUILD:-build}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
-cmake --build "$BUILD" -j"$(nproc)" --target lookupgate lookupgate-audit upstream-stub >/dev/null
+cmake --build "$BUILD" -j"$(nproc)" --target lookupgate lookupgate-audit upstream-stub \
+    lookupgate-redis >/dev/null
 exec python3 bench/bench.py --build "$BUILD" "$@"

@@ -215,6 +215,7 @@ static const struct cfg_key store_keys[] = {
     K_INT(struct cfg_store, instances, 1, 1000, 1),
     K_STR(struct cfg_store, clock, 0),
     K_STR(struct cfg_store, key_prefix, 0),
+    K_STR(struct cfg_store, quota_command, 0),
     K_END,
 };
 
@@ -265,6 +266,7 @@ static void load_store(struct cfg_ctx *c, json_t *o, struct cfg_store *s)
     static const char *const backends[] = {"redis", "memory", NULL};
     static const char *const failures[] = {"deny", "local", NULL};
     static const char *const clocks[] = {"redis", "proxy", "test", NULL};
+    static const char *const commands[] = {"auto", "script", NULL};
     char host[256];
     cfg_apply(c, o, "store", store_keys, s, extra);
     if (s->backend == NULL)
@@ -275,6 +277,8 @@ static void load_store(struct cfg_ctx *c, json_t *o, struct cfg_store *s)
         s->clock = xstrdup("redis");
     if (s->key_prefix == NULL)
         s->key_prefix = xstrdup("lg");
+    if (s->quota_command == NULL)
+        s->quota_command = xstrdup("auto");
     if (s->address == NULL)
         s->address = xstrdup("127.0.0.1:6379");
     int v;
@@ -287,6 +291,9 @@ static void load_store(struct cfg_ctx *c, json_t *o, struct cfg_store *s)
     if ((v = pick(s->clock, clocks)) < 0)
         cfg_error(c, "store.clock", "expected \"redis\", \"proxy\" or \"test\"");
     s->clock_kind = v < 0 ? CLOCK_REDIS : v;
+    if ((v = pick(s->quota_command, commands)) < 0)
+        cfg_error(c, "store.quota_command", "expected \"auto\" or \"script\"");
+    s->quota_module = v == 0;
     if (s->memory && s->clock_kind == CLOCK_REDIS)
         s->clock_kind = CLOCK_PROXY; /* the memory backend has only this process's clock */
     if (config_split_hostport(s->address, host, sizeof host, &s->port) != 0)
@@ -675,6 +682,7 @@ void config_free(struct lg_config *cfg)
     free(s->on_store_failure);
     free(s->clock);
     free(s->key_prefix);
+    free(s->quota_command);
     free(cfg->instance);
     free(cfg->audit.dir);
     free(cfg->audit.signing_key);

@@ -92,6 +92,9 @@ struct cfg_store {
     char *clock;                /* "redis", "proxy" or "test" */
     int clock_kind;             /* derived: enum cfg_clock */
     char *key_prefix;           /* prefix of every key */
+    char *quota_command;        /* "auto" (the lookupgate Redis module's command when the
+                                 * server has it, else the script) or "script" */
+    int quota_module;           /* derived: quota_command is "auto" */
 };
 
 /* The audit log. There is deliberately no setting that turns it off. */

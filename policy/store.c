@@ -166,6 +166,8 @@ struct quota_store {
     struct op_list waiting;        /* ops waiting for a connection in progress */
     int nwaiting;
     char sha[41];                  /* SHA-1 of the script */
+    int module;                    /* this connection's server has LOOKUPGATE.ADMIT (and the
+                                    * config allows it): admissions use it, not the script */
     struct reply_pool *replies;    /* every context's reply objects */
     struct quota_op *idle_ops;     /* finished ops kept for reuse, with their timers */
     int nidle_ops;
@@ -191,6 +193,7 @@ struct quota_op {
     struct quota_op *next_idle;
     int64_t t0_us;
     int tried_eval;
+    int via_module;              /* sent as LOOKUPGATE.ADMIT */
     int waiting;                 /* in s->waiting (not yet sent) */
     TAILQ_ENTRY(quota_op) wlink;
     struct quota_plan plan;      /* copy: needed for EVAL after NOSCRIPT and the fallback; last,
@@ -433,6 +436,18 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
         op_free(op);
         return;
     }
+    if (reply->type == REDIS_REPLY_ERROR && op->via_module && op->cb &&
+        strncmp(reply->str, "ERR unknown command", 19) == 0) {
+        /* The module went away (MODULE UNLOAD, or a new primary without it): the script
+         * decides from now on, this op first. */
+        if (s->module)
+            log_warn("quota store %s:%d: LOOKUPGATE.ADMIT is gone; using the script",
+                     s->host, s->port);
+        s->module = 0;
+        atomic_store(&s->stats.module, 0);
+        if (send_script(op, 0) == 0)
+            return;
+    }
     if (reply->type == REDIS_REPLY_ERROR && strncmp(reply->str, "NOSCRIPT", 8) == 0 &&
         !op->tried_eval && op->cb) {
         op->tried_eval = 1;
@@ -582,8 +597,13 @@ static int send_script(struct quota_op *op, int eval)
     int argc = 0, ni = 0;
 #define ARG(str) (argv[argc] = (str), argl[argc] = strlen(argv[argc]), argc++)
 #define NUM(v) (fmt_i64(nums[ni], (int64_t)(v)), ARG(nums[ni++]))
-    ARG(eval ? "EVAL" : "EVALSHA");
-    ARG(eval ? quota_script : s->sha);
+    op->via_module = s->module && !eval;
+    if (op->via_module) {
+        ARG("LOOKUPGATE.ADMIT");
+    } else {
+        ARG(eval ? "EVAL" : "EVALSHA");
+        ARG(eval ? quota_script : s->sha);
+    }
     NUM(2 + pl->n);
     ARG(pl->susp_key);
     ARG(pl->last_key);
@@ -772,6 +792,22 @@ static void role_cb(redisAsyncContext *ac, void *r, void *privdata)
     send_waiting(s);
 }
 
+/* The reply to COMMAND INFO lookupgate.admit: {nil} without the module. An error (an ACL
+ * that forbids COMMAND, say) leaves the script in use. */
+static void module_cb(redisAsyncContext *ac, void *r, void *privdata)
+{
+    struct quota_store *s = privdata;
+    redisReply *reply = r;
+    if (reply == NULL || ac != s->ac)
+        return;
+    s->module = reply->type == REDIS_REPLY_ARRAY && reply->elements == 1 &&
+                reply->element[0]->type == REDIS_REPLY_ARRAY;
+    atomic_store(&s->stats.module, s->module);
+    if (s->module)
+        log_info("quota store %s:%d: deciding with LOOKUPGATE.ADMIT (the lookupgate module)",
+                 s->host, s->port);
+}
+
 /* AUTH / SELECT replies: an error means the connection is not usable. */
 static void setup_cb(redisAsyncContext *ac, void *r, void *privdata)
 {
@@ -823,6 +859,10 @@ static void open_data(struct quota_store *s)
     if (s->cfg->db)
         redisAsyncCommand(ac, setup_cb, s, "SELECT %d", s->cfg->db);
     redisAsyncCommand(ac, setup_cb, s, "SCRIPT LOAD %s", quota_script);
+    s->module = 0;
+    atomic_store(&s->stats.module, 0);
+    if (s->cfg->quota_module)
+        redisAsyncCommand(ac, module_cb, s, "COMMAND INFO lookupgate.admit");
     redisAsyncCommand(ac, role_cb, s, "ROLE");
     arm_connect_timer(s);
 }

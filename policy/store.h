@@ -32,6 +32,7 @@ struct quota_store_stats {
     atomic_ullong denied;       /* decisions refused because the store failed */
     atomic_ullong reconnects;   /* connection attempts */
     atomic_int ready;           /* 1 while connected to a primary (or memory) */
+    atomic_int module;          /* 1 while admissions use the module's LOOKUPGATE.ADMIT */
 };
 
 struct quota_store *quota_store_new(struct event_base *base, const struct cfg_store *cfg,

@@ -300,9 +300,10 @@ void metrics_render(struct server *s, struct evbuffer *o)
 
     /* the quota store */
     unsigned long long st[6] = {0};
-    int ready = 0;
+    int ready = 0, module = 0;
     for (int i = 0; i < nw; i++) {
         const struct quota_store_stats *q = quota_store_stats(s->workers[i]->store);
+        module += atomic_load(&q->module);
         st[0] += stat_get(&q->commands);
         st[1] += stat_get(&q->errors);
         st[2] += stat_get(&q->timeouts);
@@ -322,6 +323,9 @@ void metrics_render(struct server *s, struct evbuffer *o)
     counter1(o, "lookupgate_store_connects_total", "Connection attempts to Redis.", st[5]);
     gauge1(o, "lookupgate_store_connections_ready",
            "Workers whose Redis connection is ready (of lookupgate_workers).", ready);
+    gauge1(o, "lookupgate_store_module_connections",
+           "Workers whose Redis decides with the lookupgate module's LOOKUPGATE.ADMIT (the "
+           "others run the Lua script).", module);
     gauge1(o, "lookupgate_workers", "Worker threads.", nw);
 
     /* the audit log */

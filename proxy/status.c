@@ -138,15 +138,20 @@ void status_render(struct server *s, const struct policy *p, const struct status
     /* health */
     put(o, "<table id=\"health\"><caption>Dependencies</caption>\n"
            "<tr><th>Dependency</th><th>State</th><th>Detail</th></tr>\n");
-    int ready = 0;
-    for (int i = 0; i < s->nworkers; i++)
+    int ready = 0, module = 0;
+    for (int i = 0; i < s->nworkers; i++) {
         ready += atomic_load(&quota_store_stats(s->workers[i]->store)->ready);
+        module += atomic_load(&quota_store_stats(s->workers[i]->store)->module);
+    }
     if (store_err)
         snprintf(buf, sizeof buf, "%s", store_err);
-    else
-        snprintf(buf, sizeof buf, "%s; %d of %d workers connected",
-                 s->cfg->store.memory ? "in memory (this instance only)" : s->cfg->store.address,
+    else if (s->cfg->store.memory)
+        snprintf(buf, sizeof buf, "in memory (this instance only); %d of %d workers connected",
                  ready, s->nworkers);
+    else
+        snprintf(buf, sizeof buf, "%s; %d of %d workers connected, %d deciding with the "
+                 "lookupgate module (the rest with the script)",
+                 s->cfg->store.address, ready, s->nworkers, module);
     health_row(o, "Quota store (Redis)", store_err == NULL && ready == s->nworkers, buf);
     char why[300] = "";
     struct audit_stats as;

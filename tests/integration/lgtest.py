@@ -21,6 +21,9 @@ BUILD = os.environ.get("LG_BUILD_DIR", os.path.join(os.path.dirname(__file__), "
 SOURCE = os.environ.get("LG_SOURCE_DIR", os.path.join(os.path.dirname(__file__), "..", ".."))
 SANITIZER_RE = re.compile(rb"ERROR: AddressSanitizer|ERROR: LeakSanitizer|runtime error:")
 
+# The lookupgate Redis module (LOOKUPGATE.ADMIT), built without sanitizers in every build.
+REDIS_MODULE = os.path.abspath(os.path.join(BUILD, "lookupgate-redis.so"))
+
 # The credential of the catch-all test account used by the proxy-core suites.
 TEST_TOKEN = "lg_test-core-token"
 AUTH = "Bearer " + TEST_TOKEN
@@ -133,6 +136,12 @@ class Redis:
             elif t == "string" and not k.endswith(":last"):
                 out[k] = self.cmd("GET", k)
         return out
+
+    def calls(self, command):
+        """How many times command ran, from INFO commandstats (0 if never)."""
+        m = re.search(r"^cmdstat_%s:calls=(\d+)" % re.escape(command.lower()),
+                      self.cmd("INFO", "commandstats"), re.M)
+        return int(m.group(1)) if m else 0
 
     def signal(self, sig):
         self.proc.send_signal(sig)
@@ -590,11 +599,12 @@ class RedisCase(unittest.TestCase):
     self.gws is stopped (exit 0, no sanitizer report, a log that verifies) after the test."""
 
     PREFIX = "lg-it-"
+    REDIS_ARGS = ()  # extra redis-server arguments (--loadmodule REDIS_MODULE, say)
 
     def setUp(self):
         self.tmpdir = tempfile.TemporaryDirectory(prefix=self.PREFIX)
         self.tmp = self.tmpdir.name
-        self.redis = Redis(self.tmp)
+        self.redis = Redis(self.tmp, args=self.REDIS_ARGS)
         self.stub = Stub(self.tmp)
         self.gws = []
 

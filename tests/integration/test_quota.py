@@ -10,7 +10,7 @@ import threading
 import unittest
 import zoneinfo
 
-from lgtest import Gateway, RedisCase, credential, exchange
+from lgtest import REDIS_MODULE, Gateway, RedisCase, credential, exchange
 
 CITIZEN = "/api/v1/citizens/079123456789"
 NY = zoneinfo.ZoneInfo("America/New_York")
@@ -263,6 +263,25 @@ class Quota(RedisCase):
         gw.write_policy("{ not json")
         self.assertFalse(gw.reload())
         self.assertEqual(lookup(gw.port, "r").status, 200)
+
+
+
+class QuotaThroughModule(Quota):
+    """The same suite with the lookupgate Redis module loaded: every decision is made by
+    LOOKUPGATE.ADMIT instead of the script, and must come out the same."""
+    PREFIX = "lg-quota-mod-"
+    REDIS_ARGS = ("--loadmodule", REDIS_MODULE)
+
+    def tearDown(self):
+        try:
+            self.assertEqual(self.redis.calls("evalsha"), 0, "an admission ran the script")
+        finally:
+            super().tearDown()
+
+    def test_the_module_decided(self):
+        gw = self.gateway(policy({"m": (2, 100)}))
+        self.assertEqual([lookup(gw.port, "m").status for _ in range(3)], [200, 200, 429])
+        self.assertEqual(self.redis.calls("lookupgate.admit"), 3)
 
 
 if __name__ == "__main__":

@@ -21,6 +21,7 @@ static void test_example(void)
         CHECK_INT(cfg->upstream.port, 9000);
         CHECK(strcmp(cfg->upstream.host, "127.0.0.1") == 0);
         CHECK_INT(cfg->limits.head_bytes, 8192);
+        CHECK_INT(cfg->store.quota_module, 1); /* "auto" unless said otherwise */
     }
     config_free(cfg);
 }
@@ -55,6 +56,14 @@ static void test_errors(void)
     p = check_write_tmp("{\"listeners\": [}\n");
     CHECK(config_load(p, err, sizeof err) == NULL);
     CHECK(strstr(err, ":1:") != NULL);
+    unlink(p);
+
+    /* the quota command is "auto" or "script" */
+    p = check_write_tmp("{\"listeners\": [{\"address\": \"127.0.0.1:8080\"}],\n"
+                        " \"upstream\": {\"url\": \"http://127.0.0.1:9000\"},\n"
+                        " \"store\": {\"quota_command\": \"lua\"}}\n");
+    CHECK(config_load(p, err, sizeof err) == NULL);
+    CHECK(strstr(err, "key \"store.quota_command\": expected \"auto\" or \"script\"") != NULL);
     unlink(p);
 
     p = check_write_tmp("{\"upstream\": {\"url\": \"ftp://x\"}}");
