@@ -51,8 +51,11 @@ PY
 
 [ -f "$DEMO_DIR/keys/signing.key" ] || ./build/lookupgate-audit keygen --out "$DEMO_DIR/keys"
 
+# With the lookupgate module (build/lookupgate-redis.so): quotas are decided by its
+# LOOKUPGATE.ADMIT command, as in the recommended deployment (README, "The Redis module").
 redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no \
-    --dir "$DEMO_ABS" --logfile "$DEMO_ABS/redis.log" &
+    --dir "$DEMO_ABS" --logfile "$DEMO_ABS/redis.log" \
+    --loadmodule "$PWD/build/lookupgate-redis.so" &
 pids+=($!)
 ./build/upstream-stub --host 127.0.0.1 --port 9000 2>"$DEMO_DIR/upstream-stub.log" &
 pids+=($!)
@@ -67,7 +70,8 @@ done
 cat <<'TXT'
 
 lookupgate is running on http://127.0.0.1:8080 in front of the stub upstream on 127.0.0.1:9000,
-with quotas counted in the demo redis-server on 127.0.0.1:6380. Demo accounts (tokens are not
+with quotas counted in the demo redis-server on 127.0.0.1:6380 (by the lookupgate module's
+LOOKUPGATE.ADMIT: `redis-cli -p 6380 info commandstats` counts its calls). Demo accounts (tokens are not
 secret; see deploy/policy.example.json):
   demo.xuly      Bearer lg_demo-xuly-not-a-secret      citizen.lookup + citizen.verify, 10/min, 100/day
   demo.tiepnhan  Bearer lg_demo-tiepnhan-not-a-secret  citizen.verify only,              5/min, 20/day

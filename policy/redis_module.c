@@ -442,3 +442,15 @@ int RedisModule_OnLoad(RedisModuleCtx *ctx, RedisModuleString **argv, int argc)
         return RM_ERR;
     return RM_OK;
 }
+
+__attribute__((visibility("default"))) int RedisModule_OnUnload(RedisModuleCtx *ctx);
+
+/* MODULE UNLOAD: nothing of ours stays behind in Redis. */
+int RedisModule_OnUnload(RedisModuleCtx *ctx)
+{
+    (void)ctx;
+    if (id_field)
+        RM_FreeString(NULL, id_field);
+    id_field = NULL;
+    return RM_OK;
+}

@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 import unittest
 
-from lgtest import BUILD, SOURCE, Gateway, Stub, audit_keys
+from lgtest import BUILD, SOURCE, Gateway, Redis, Stub, audit_keys
 
 UNIT = os.path.join(SOURCE, "deploy", "systemd", "lookupgate.service")
 ANALYZE = shutil.which("systemd-analyze")
@@ -79,6 +79,7 @@ class Package(unittest.TestCase):
             listing = run(["dpkg-deb", "-c", deb]).stdout.decode()
             files = {line.split()[-1].lstrip(".") for line in listing.splitlines()}
             for f in ["/usr/bin/lookupgate", "/usr/bin/lookupgate-audit",
+                      "/usr/lib/lookupgate/lookupgate-redis.so",
                       "/usr/lib/systemd/system/lookupgate.service",
                       "/etc/lookupgate/lookupgate.json",
                       "/usr/share/doc/lookupgate/README.md",
@@ -102,6 +103,17 @@ class Package(unittest.TestCase):
             v = run([os.path.join(root, "usr/bin/lookupgate"), "--version"])
             self.assertEqual(v.returncode, 0)
             self.assertIn(b"lookupgate", v.stdout + v.stderr)
+            # The packaged Redis module loads into Debian's redis-server (which wants it
+            # executable).
+            self.assertRegex(listing, r"-rwxr-xr-x root/root +\d+ .* "
+                                      r"\./usr/lib/lookupgate/lookupgate-redis\.so\n")
+            r = Redis(tmp, args=["--loadmodule",
+                                 os.path.join(root, "usr/lib/lookupgate/lookupgate-redis.so")])
+            try:
+                self.assertEqual(r.cmd("COMMAND", "INFO", "lookupgate.admit")[0][0],
+                                 "lookupgate.admit")
+            finally:
+                r.stop()
 
 
 class Monitoring(unittest.TestCase):

@@ -10,14 +10,28 @@ import ast
 import os
 import random
 import re
+import shutil
+import socket
+import subprocess
 import tempfile
 import time
 import unittest
 
-from lgtest import REDIS_MODULE, SOURCE, Gateway, Redis, RedisCase, RedisError
+from lgtest import (REDIS_MODULE, SOURCE, Gateway, Redis, RedisCase, RedisError, free_port,
+                    resp_encode, resp_read, wait_port)
 from test_store import lookup, policy
 
 DAY = 86400000
+
+
+# Quota plans as store.c sends them: (kind, limit, key suffix, field).
+PLANS = [
+    [("m", 3, "m", "n"), ("d", 8, "d", "n")],                      # account
+    [("m", 3, "m", "n"), ("d", 8, "d", "n"), ("m", 5, "um", "n"),  # account and unit,
+     ("d", 6, "ud", "n"), ("d", 4, "d", "op")],                    # two fields, one hash
+    [("m", 0, "m", "n"), ("d", 8, "d", "n")],                      # a zero limit
+    [("d", 2, "d2", "n")],                                          # day only
+]
 
 
 def quota_script():
@@ -93,13 +107,7 @@ class ModuleAgainstScript(unittest.TestCase):
         sha = r.cmd("SCRIPT", "LOAD", quota_script())
         self.assertRegex(sha, "^[0-9a-f]{40}$")
         rnd = random.Random(6)
-        plans = [
-            [("m", 3, "m", "n"), ("d", 8, "d", "n")],                      # account
-            [("m", 3, "m", "n"), ("d", 8, "d", "n"), ("m", 5, "um", "n"),  # account and unit,
-             ("d", 6, "ud", "n"), ("d", 4, "d", "op")],                    # two fields, one hash
-            [("m", 0, "m", "n"), ("d", 8, "d", "n")],                      # a zero limit
-            [("d", 2, "d2", "n")],                                          # day only
-        ]
+        plans = PLANS
         day_id, day0 = 20000, 20000 * DAY - 7 * 3600000
         now = day0 + 9 * 3600000
         seen = {"admitted": 0, "refused": 0, "suspended": 0, "outside": 0, "error": 0}
@@ -211,6 +219,82 @@ class ModuleAgainstScript(unittest.TestCase):
         self.servers.append(r2)
         self.assertEqual(r2.cmd("MODULE", "LIST"), [])
         same_keys(self, key_state(r2, "M"), before)
+
+
+class ModuleUnderValgrind(unittest.TestCase):
+    """The module runs inside the province's Redis: a fault or a leak there is Redis's. Under
+    valgrind --leak-check=full, a few hundred decisions of every kind, bad calls and an unload
+    leave no error and no definite or indirect leak."""
+
+    def test_no_memory_error_or_leak_inside_redis(self):
+        if not shutil.which("valgrind"):
+            if os.environ.get("CI"):
+                raise AssertionError("valgrind is required in CI (./deploy/test.sh installs it)")
+            self.skipTest("no valgrind")
+        with tempfile.TemporaryDirectory(prefix="lg-rmod-vg-") as tmp:
+            port, log = free_port(), os.path.join(tmp, "valgrind.log")
+            proc = subprocess.Popen(
+                ["valgrind", "--leak-check=full", "--errors-for-leak-kinds=definite,indirect",
+                 "--error-exitcode=99", "--log-file=" + log,
+                 "redis-server", "--port", str(port), "--bind", "127.0.0.1", "--save", "",
+                 "--appendonly", "no", "--dir", tmp, "--loadmodule", REDIS_MODULE,
+                 "--enable-module-command", "yes"],
+                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+            try:
+                wait_port(port, proc, timeout=60)
+                with socket.create_connection(("127.0.0.1", port), timeout=60) as sock:
+                    f = sock.makefile("rb")
+
+                    def cmd(*args):
+                        sock.sendall(resp_encode(args))
+                        return resp_read(f)
+                    self.drive(cmd)
+                    self.assertEqual(cmd("MODULE", "UNLOAD", "lookupgate"), "OK")
+                    sock.sendall(resp_encode(["SHUTDOWN", "NOSAVE"]))
+                rc = proc.wait(120)
+            finally:
+                if proc.poll() is None:
+                    proc.kill()
+                    proc.wait()
+            with open(log) as fh:
+                report = fh.read()
+            self.assertEqual(rc, 0, report[-4000:])
+            self.assertIn("definitely lost: 0 bytes", report)
+            self.assertIn("indirectly lost: 0 bytes", report)
+
+    def drive(self, cmd):
+        rnd = random.Random(1)
+        day_id, day0 = 20000, 20000 * DAY
+        now, kinds = day0 + 3600000, set()
+        for step in range(400):
+            x = rnd.random()
+            if x < 0.03:
+                cmd("SET", "M:suspended", "leaked")
+            elif x < 0.06:
+                cmd("DEL", "M:suspended")
+            elif x < 0.08:
+                cmd("SET", "M:um", "x")          # the wrong type
+            elif x < 0.10:
+                cmd("DEL", "M:um")
+            elif x < 0.11:
+                cmd("HSET", "M:d", "n", "many")  # not an integer (or a stale day's hash)
+            elif x < 0.12:
+                cmd("DEL", "M:d")
+            now += rnd.choice([0, 1, 1000, 30000, 61000, 3600000])
+            if now >= day0 + DAY:
+                day0 += DAY
+                day_id += 1
+            at = now if rnd.random() < 0.9 else 0  # 0: the Redis clock
+            if rnd.random() < 0.03:
+                day0_given = day0 + 2 * DAY        # days that do not hold now
+            else:
+                day0_given = day0
+            r = cmd("LOOKUPGATE.ADMIT", *admit_args("M", rnd.choice(PLANS), at, "gw-%d" % step,
+                                                    day0_given, day_id))
+            kinds.add("error" if isinstance(r, RedisError) else r[0])
+        for bad in ([], ["x"], ["3", "k"], admit_args("M", PLANS[0], "soon", "gw", day0, 1)):
+            self.assertIsInstance(cmd("LOOKUPGATE.ADMIT", *bad), RedisError)
+        self.assertEqual(kinds, {0, 1, 2, 3, "error"})
 
 
 class GatewayWithModule(RedisCase):
