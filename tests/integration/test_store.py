@@ -11,7 +11,8 @@ import threading
 import time
 import unittest
 
-from lgtest import Gateway, Redis, Stub, credential, exchange, free_port, wait_port
+from lgtest import (REDIS_MODULE, Gateway, Redis, Stub, credential, exchange, free_port,
+                    wait_port)
 
 CITIZEN = "/api/v1/citizens/079123456789"
 TIMEOUT_MS = 300
@@ -342,6 +343,27 @@ class StoreFaults(unittest.TestCase):
         finally:
             sent.terminate()
             sent.wait(5)
+
+
+
+class StoreFaultsThroughModule(StoreFaults):
+    """The same faults with the lookupgate module loaded in every Redis (the Sentinel failover
+    included: the promoted replica has it too), so the gateway decides with LOOKUPGATE.ADMIT:
+    the same refusals, timeouts and recoveries. (E7's NOSCRIPT does not arise with it.)"""
+
+    def redis(self, port=None, args=()):
+        return super().redis(port, ["--loadmodule", REDIS_MODULE] + list(args))
+
+    def tearDown(self):
+        try:
+            for r in self.stopme:
+                if isinstance(r, Redis) and r.proc.poll() is None:
+                    try:
+                        self.assertEqual(r.calls("evalsha"), 0, "a decision ran the script")
+                    except OSError:
+                        pass  # a server the test left stopped (SIGSTOP) or unreachable
+        finally:
+            super().tearDown()
 
 
 if __name__ == "__main__":
