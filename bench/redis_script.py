@@ -24,6 +24,9 @@ every redis.call answered in Lua by a canned reply (its own logic, without the c
 (MGET, ZREMRANGEBYSCORE, ZCARD, ZRANGE, HMGET, ZADD, PEXPIRE, HINCRBY) pipelined, and one
 EXISTS of its four keys alone: what native code (a Redis module command) would at most cost,
 and what one command costs by itself. Their replies are not compared.
+--module SO adds the lookupgate Redis module (build/lookupgate-redis.so) as one more version:
+the same admissions as LOOKUPGATE.ADMIT on a Redis that loads it, replies compared with the
+scripts'.
 --redis-set 'NAME VALUE' adds each version once more on a Redis started with that setting
 (e.g. 'zset-max-listpack-entries 0'), side by side.
 """
@@ -103,6 +106,7 @@ def batched(script):
 
 PLAIN = "-- plain: the commands without Lua"
 PLAIN_ONE = "-- plain: one EXISTS"
+MODULE = "-- module: LOOKUPGATE.ADMIT"
 
 
 def run(script, calls, accounts, seed, batch_k=1, redis_args=()):
@@ -137,7 +141,8 @@ def run(script, calls, accounts, seed, batch_k=1, redis_args=()):
                 sys.exit("redis: " + line.decode().strip())
             return line
         plain = script in (PLAIN, PLAIN_ONE)
-        if not plain:
+        module = script == MODULE
+        if not plain and not module:
             s.sendall(enc("SCRIPT", "LOAD", script))
             read()
         sha = hashlib.sha1(script.encode()).hexdigest()
@@ -179,6 +184,9 @@ def run(script, calls, accounts, seed, batch_k=1, redis_args=()):
         def cmds(i, n):
             if plain:
                 return [b"".join(plain_cmds(j)) for j in range(i, i + n)]
+            if module:
+                return [enc("LOOKUPGATE.ADMIT", len(k), *k, *a)
+                        for k, a in map(admission, range(i, i + n))]
             if batch_k == 1:
                 return [enc("EVALSHA", sha, len(k), *k, *a)
                         for k, a in map(admission, range(i, i + n))]
@@ -219,14 +227,15 @@ def run(script, calls, accounts, seed, batch_k=1, redis_args=()):
         c1 = cpu()
         s.sendall(enc("INFO", "commandstats"))
         stats = {m.group(1): int(m.group(2)) for m in
-                 re.finditer(rb"cmdstat_([a-z|]+):calls=\d+,usec=(\d+)", read())}
+                 re.finditer(rb"cmdstat_([a-z|.]+):calls=\d+,usec=(\d+)", read())}
         n = calls - calls // 2
         if plain:  # all of it is "in its commands"
             return (c1 - c0) * 1e6 / n, 0.0, sum(
                 v for k, v in stats.items() if not k.startswith(b"config")) / n, ""
-        script_us = sum(v for k, v in stats.items() if k in (b"evalsha", b"eval")) / n
+        top = (b"evalsha", b"eval", b"lookupgate.admit")
+        script_us = sum(v for k, v in stats.items() if k in top) / n
         inner_us = sum(v for k, v in stats.items()
-                       if k not in (b"evalsha", b"eval") and not k.startswith(b"config")) / n
+                       if k not in top and not k.startswith(b"config")) / n
         return (c1 - c0) * 1e6 / n, script_us, inner_us, digest.hexdigest()[:12]
     finally:
         p.terminate()
@@ -247,6 +256,9 @@ def main():
     ap.add_argument("--plain", action="store_true",
                     help="also measure the same work as plain pipelined commands, and one "
                          "command alone")
+    ap.add_argument("--module", metavar="SO",
+                    help="also measure the lookupgate Redis module's LOOKUPGATE.ADMIT "
+                         "(e.g. build/lookupgate-redis.so)")
     ap.add_argument("--redis-set", action="append", default=[], metavar="'NAME VALUE'",
                     help="also run each version on a Redis with this setting (repeatable; "
                          "each is its own version), e.g. 'zset-max-listpack-entries 0'")
@@ -266,6 +278,9 @@ def main():
     if a.plain:
         versions += [("the eight commands without Lua, pipelined", PLAIN, 1, False, ()),
                      ("one EXISTS of the four keys", PLAIN_ONE, 1, False, ())]
+    if a.module:
+        versions.append(("the lookupgate module's LOOKUPGATE.ADMIT", MODULE, 1, True,
+                         ("--loadmodule", os.path.abspath(a.module))))
     res = {v[0]: [] for v in versions}
     split = {v[0]: [] for v in versions}
     digests = {v[0]: set() for v in versions}
