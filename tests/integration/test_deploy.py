@@ -117,6 +117,45 @@ class Package(unittest.TestCase):
 
 
 class Monitoring(unittest.TestCase):
+    def test_redis_module_lost_alert(self):
+        # promtool's rule tests: an instance whose workers decided with the Redis module and
+        # then lost it is alerted on after 10 minutes; one that never had it, or whose Redis is
+        # down (another alert), is not.
+        promtool = shutil.which("promtool")
+        if promtool is None:
+            if os.environ.get("CI"):
+                raise AssertionError("promtool is required in CI (./deploy/test.sh installs it)")
+            self.skipTest("no promtool")
+        rules = os.path.join(SOURCE, "deploy", "prometheus", "lookupgate-alerts.yml")
+        series = []
+        for inst, module, ready in (("lost", "2x30 0x40", "2x70"), ("never", "0x70", "2x70"),
+                                    ("down", "2x30 0x40", "2x30 0x40")):
+            series += [
+                "      - series: 'lookupgate_store_module_connections{instance=\"%s\"}'\n"
+                "        values: '%s'\n" % (inst, module),
+                "      - series: 'lookupgate_store_connections_ready{instance=\"%s\"}'\n"
+                "        values: '%s'\n" % (inst, ready),
+                "      - series: 'lookupgate_workers{instance=\"%s\"}'\n"
+                "        values: '2x70'\n" % inst]
+        test = ("rule_files: [%s]\nevaluation_interval: 1m\ntests:\n  - interval: 1m\n"
+                "    input_series:\n%s    alert_rule_test:\n"
+                "      - eval_time: 35m\n        alertname: LookupgateRedisModuleLost\n"
+                "        exp_alerts: []\n"
+                "      - eval_time: 45m\n        alertname: LookupgateRedisModuleLost\n"
+                "        exp_alerts:\n"
+                "          - exp_labels: {severity: warning, instance: lost}\n"
+                "            exp_annotations:\n"
+                "              summary: \"lost no longer decides quotas with the lookupgate Redis "
+                "module\"\n"
+                "              description: \"Load lookupgate-redis.so on the current Redis "
+                "primary (README, The Redis module).\"\n") % (json.dumps(rules), "".join(series))
+        with tempfile.TemporaryDirectory(prefix="lg-rules-") as tmp:
+            path = os.path.join(tmp, "test.yml")
+            with open(path, "w") as f:
+                f.write(test)
+            p = run([promtool, "test", "rules", path])
+            self.assertEqual(p.returncode, 0, p.stdout.decode() + p.stderr.decode())
+
     def test_rules_and_dashboard_use_only_exported_metrics(self):
         rules = os.path.join(SOURCE, "deploy", "prometheus", "lookupgate-alerts.yml")
         dash = os.path.join(SOURCE, "deploy", "grafana", "lookupgate-dashboard.json")
