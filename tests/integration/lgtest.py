@@ -113,6 +113,10 @@ class Redis:
              "--appendonly", "no", "--dir", self.tmp, "--logfile", self.log] + self.args,
             stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         wait_port(self.port, self.proc)
+        # Redis accepts connections while it still loads an AOF or RDB ("-LOADING").
+        deadline = time.time() + 30
+        while str(self.cmd("PING")).startswith("LOADING") and time.time() < deadline:
+            time.sleep(0.02)
 
     def cmd(self, *args, timeout=5.0):
         with socket.create_connection(("127.0.0.1", self.port), timeout=timeout) as s:
