@@ -24,6 +24,7 @@
 typedef struct RedisModuleCtx RedisModuleCtx;
 typedef struct RedisModuleKey RedisModuleKey;
 typedef struct RedisModuleString RedisModuleString;
+typedef struct RedisModuleCallReply RedisModuleCallReply;
 typedef int (*RedisModuleCmdFunc)(RedisModuleCtx *ctx, RedisModuleString **argv, int argc);
 
 #define RM_OK 0
@@ -36,6 +37,7 @@ typedef int (*RedisModuleCmdFunc)(RedisModuleCtx *ctx, RedisModuleString **argv,
 #define RM_KEYTYPE_HASH 3
 #define RM_KEYTYPE_ZSET 5
 #define RM_HASH_NONE 0
+#define RM_REPLY_ARRAY 3
 #define RM_WRONGTYPE "WRONGTYPE Operation against a key holding the wrong kind of value"
 
 static int (*RM_GetApi)(const char *name, void *fn);
@@ -69,6 +71,17 @@ static int (*RM_ZsetFirstInScoreRange)(RedisModuleKey *key, double min, double m
 static RedisModuleString *(*RM_ZsetRangeCurrentElement)(RedisModuleKey *key, double *score);
 static int (*RM_ZsetRangeNext)(RedisModuleKey *key);
 static int (*RM_ZsetRangeEndReached)(RedisModuleKey *key);
+static int (*RM_ZsetLastInScoreRange)(RedisModuleKey *key, double min, double max, int minex,
+                                      int maxex);
+static int (*RM_ZsetRangePrev)(RedisModuleKey *key);
+static int (*RM_ZsetScore)(RedisModuleKey *key, RedisModuleString *e, double *score);
+static RedisModuleCallReply *(*RM_Call)(RedisModuleCtx *ctx, const char *cmd, const char *fmt,
+                                        ...);
+static int (*RM_CallReplyType)(RedisModuleCallReply *r);
+static size_t (*RM_CallReplyLength)(RedisModuleCallReply *r);
+static RedisModuleCallReply *(*RM_CallReplyArrayElement)(RedisModuleCallReply *r, size_t i);
+static RedisModuleString *(*RM_CreateStringFromCallReply)(RedisModuleCallReply *r);
+static void (*RM_FreeCallReply)(RedisModuleCallReply *r);
 static int (*RM_HashSet)(RedisModuleKey *key, int flags, ...);
 static int (*RM_HashGet)(RedisModuleKey *key, int flags, ...);
 static int (*RM_IsKeysPositionRequest)(RedisModuleCtx *ctx);
@@ -151,6 +164,46 @@ static int reply_error(RedisModuleCtx *ctx, RedisModuleKey *k, const char *err)
     return RM_ERR;
 }
 
+/* Steps an iterator may take to reach a rank; further, ZRANGE finds it in O(log n). Windows
+ * hold at most about their limit, but a limit lowered under a full window (the global one,
+ * say) leaves the rank far from both ends. */
+#define MAX_RANK_STEPS 64
+
+/* The member at rank idx of the window k (used entries) and its score: NULL if none. */
+static RedisModuleString *member_at(RedisModuleCtx *ctx, RedisModuleKey *k,
+                                    RedisModuleString *name, long long idx, long long used,
+                                    double *score)
+{
+    RedisModuleString *e = NULL;
+    if (idx <= MAX_RANK_STEPS || used - 1 - idx <= MAX_RANK_STEPS) {
+        int from_end = idx > MAX_RANK_STEPS;
+        long long steps = from_end ? used - 1 - idx : idx;
+        if (from_end)
+            RM_ZsetLastInScoreRange(k, -HUGE_VAL, HUGE_VAL, 0, 0);
+        else
+            RM_ZsetFirstInScoreRange(k, -HUGE_VAL, HUGE_VAL, 0, 0);
+        for (long long i = 0; i < steps && !RM_ZsetRangeEndReached(k); i++) {
+            if (from_end)
+                RM_ZsetRangePrev(k);
+            else
+                RM_ZsetRangeNext(k);
+        }
+        if (!RM_ZsetRangeEndReached(k))
+            e = RM_ZsetRangeCurrentElement(k, score);
+        RM_ZsetRangeStop(k);
+        return e;
+    }
+    RedisModuleCallReply *r = RM_Call(ctx, "ZRANGE", "sll", name, idx, idx);
+    if (r && RM_CallReplyType(r) == RM_REPLY_ARRAY && RM_CallReplyLength(r) == 1) {
+        e = RM_CreateStringFromCallReply(RM_CallReplyArrayElement(r, 0));
+        if (e && RM_ZsetScore(k, e, score) != RM_OK)
+            *score = 0;
+    }
+    if (r)
+        RM_FreeCallReply(r);
+    return e;
+}
+
 /* The minute window of c: drops entries older than the minute, then counts. */
 static int read_minute(RedisModuleCtx *ctx, struct counter *c, long long now)
 {
@@ -190,13 +243,8 @@ static int read_minute(RedisModuleCtx *ctx, struct counter *c, long long now)
     c->used = (long long)RM_ValueLength(k);
     if (c->used > 0 && c->limit > 0) {
         long long idx = c->used >= c->limit ? c->used - c->limit : 0;
-        RM_ZsetFirstInScoreRange(k, -HUGE_VAL, HUGE_VAL, 0, 0);
-        for (long long i = 0; i < idx && !RM_ZsetRangeEndReached(k); i++)
-            RM_ZsetRangeNext(k);
         double score = 0;
-        RedisModuleString *e = RM_ZsetRangeEndReached(k) ? NULL
-                                                          : RM_ZsetRangeCurrentElement(k, &score);
-        RM_ZsetRangeStop(k);
+        RedisModuleString *e = member_at(ctx, k, c->key, idx, c->used, &score);
         double t = (double)(e ? member_time(e) : -1);
         if (t < 0 || t < (double)(now - 60000) || t > (double)(now + 60000))
             t = score;
@@ -431,7 +479,10 @@ int RedisModule_OnLoad(RedisModuleCtx *ctx, RedisModuleString **argv, int argc)
           API(StringDMA) && API(SetAbsExpire) && API(ZsetAdd) && API(ZsetRem) &&
           API(ZsetRangeStop) && API(ZsetFirstInScoreRange) && API(ZsetRangeCurrentElement) &&
           API(ZsetRangeNext) && API(ZsetRangeEndReached) && API(HashSet) && API(HashGet) &&
-          API(IsKeysPositionRequest) && API(KeyAtPos) && API(Milliseconds)))
+          API(IsKeysPositionRequest) && API(KeyAtPos) && API(Milliseconds) &&
+          API(ZsetLastInScoreRange) && API(ZsetRangePrev) && API(ZsetScore) && API(Call) &&
+          API(CallReplyType) && API(CallReplyLength) && API(CallReplyArrayElement) &&
+          API(CreateStringFromCallReply) && API(FreeCallReply)))
         return RM_ERR; /* a Redis older than the functions used (SetAbsExpire: 6.2.2) */
     if (RM_IsModuleNameBusy("lookupgate"))
         return RM_ERR;

@@ -148,6 +148,30 @@ class ModuleAgainstScript(unittest.TestCase):
         for k, v in seen.items():
             self.assertGreater(v, 5, seen)  # every kind of answer was compared
 
+    def test_a_limit_lowered_under_a_full_window(self):
+        # The reset of a refused window comes from the entry at rank used - limit; the module
+        # walks to it from the nearer end, or asks ZRANGE when both are far (a global window
+        # of many entries whose limit was lowered). All three agree with the script.
+        r = self.redis("--loadmodule", REDIS_MODULE)
+        sha = r.cmd("SCRIPT", "LOAD", quota_script())
+        day_id, day0 = 20000, 20000 * DAY
+        now = day0 + 9 * 3600000
+        for i in range(300):
+            s, m = self.both(r, sha, [("m", 1000, "g", "n")], now + i * 150, "gw-%d" % i,
+                             day0, day_id)
+            self.assertEqual((s[0], m), (0, s))
+        now += 300 * 150
+        for limit in (1, 40, 100, 150, 200, 250, 299, 300, 301):
+            s, m = self.both(r, sha, [("m", limit, "g", "n")], now, "late", day0, day_id)
+            self.assertEqual(m, s, "limit %d" % limit)
+            self.assertEqual(s[0], 2 if limit <= 300 else 0)
+            if limit <= 300:  # when the entry at rank 300 - limit leaves the window
+                self.assertEqual(s[4], (300 - limit) * 150 + 60000 - 300 * 150)
+            else:
+                for p in "SM":  # undo the admission, so the next limit sees 300 entries
+                    r.cmd("ZREM", "%s:g" % p, "%d:late" % now)
+        same_keys(self, key_state(r, "M"), key_state(r, "S"))
+
     def test_redis_clock(self):
         r = self.redis("--loadmodule", REDIS_MODULE)
         counters = [("m", 10, "m", "n"), ("d", 10, "d", "n")]
@@ -292,6 +316,16 @@ class ModuleUnderValgrind(unittest.TestCase):
             r = cmd("LOOKUPGATE.ADMIT", *admit_args("M", rnd.choice(PLANS), at, "gw-%d" % step,
                                                     day0_given, day_id))
             kinds.add("error" if isinstance(r, RedisError) else r[0])
+        # a window of 200 and lower limits: the rank reached from either end, or by ZRANGE
+        now += DAY
+        day0, day_id = now - now % DAY, now // DAY
+        for i in range(200):
+            cmd("LOOKUPGATE.ADMIT", *admit_args("W", [("m", 1000, "g", "")], now + i,
+                                                "gw-%d" % i, day0, day_id))
+        for limit in (10, 100, 190):
+            r = cmd("LOOKUPGATE.ADMIT", *admit_args("W", [("m", limit, "g", "")], now + 200,
+                                                    "late", day0, day_id))
+            self.assertEqual(r[0], 2)
         for bad in ([], ["x"], ["3", "k"], admit_args("M", PLANS[0], "soon", "gw", day0, 1)):
             self.assertIsInstance(cmd("LOOKUPGATE.ADMIT", *bad), RedisError)
         self.assertEqual(kinds, {0, 1, 2, 3, "error"})
