@@ -169,6 +169,10 @@ static int reply_error(RedisModuleCtx *ctx, RedisModuleKey *k, const char *err)
  * say) leaves the rank far from both ends. */
 #define MAX_RANK_STEPS 64
 
+/* Entries removed one at a time from a window before the rest go in one ZREMRANGEBYSCORE:
+ * at a steady rate one leaves per admission; after a quiet minute, a whole minute's may. */
+#define MAX_REMOVE_STEPS 8
+
 /* The member at rank idx of the window k (used entries) and its score: NULL if none. */
 static RedisModuleString *member_at(RedisModuleCtx *ctx, RedisModuleKey *k,
                                     RedisModuleString *name, long long idx, long long used,
@@ -223,6 +227,18 @@ static int read_minute(RedisModuleCtx *ctx, struct counter *c, long long now)
         RM_ZsetFirstInScoreRange(k, -HUGE_VAL, (double)cutoff, 0, 0);
         if (RM_ZsetRangeEndReached(k)) {
             RM_ZsetRangeStop(k);
+            break;
+        }
+        if (removed == MAX_REMOVE_STEPS) {
+            /* Many left (a busy window after a quiet minute): Redis's own range removal,
+             * on the key reopened after it (the command may delete it). */
+            RM_ZsetRangeStop(k);
+            RM_CloseKey(k);
+            RedisModuleCallReply *r = RM_Call(ctx, "ZREMRANGEBYSCORE", "scl", c->key, "-inf",
+                                              cutoff);
+            if (r)
+                RM_FreeCallReply(r);
+            k = RM_OpenKey(ctx, c->key, RM_READ | RM_WRITE);
             break;
         }
         double score;

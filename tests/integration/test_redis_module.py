@@ -171,6 +171,15 @@ class ModuleAgainstScript(unittest.TestCase):
                 for p in "SM":  # undo the admission, so the next limit sees 300 entries
                     r.cmd("ZREM", "%s:g" % p, "%d:late" % now)
         same_keys(self, key_state(r, "M"), key_state(r, "S"))
+        # a quiet minute, and a few of the entries or all of them leave at once: the module
+        # removes up to 8 itself and the rest with ZREMRANGEBYSCORE
+        for step, at in enumerate((now + 15000 + 5 * 150, now + 15000 + 150 * 150,
+                                   now + 200000)):
+            s, m = self.both(r, sha, [("m", 1000, "g", "n")], at, "after-%d" % step, day0,
+                             day_id)
+            self.assertEqual(m, s)
+            same_keys(self, key_state(r, "M"), key_state(r, "S"))
+        self.assertEqual(r.cmd("ZCARD", "M:g"), 1)
 
     def test_redis_clock(self):
         r = self.redis("--loadmodule", REDIS_MODULE)
@@ -326,6 +335,9 @@ class ModuleUnderValgrind(unittest.TestCase):
             r = cmd("LOOKUPGATE.ADMIT", *admit_args("W", [("m", limit, "g", "")], now + 200,
                                                     "late", day0, day_id))
             self.assertEqual(r[0], 2)
+        r = cmd("LOOKUPGATE.ADMIT", *admit_args("W", [("m", 10, "g", "")], now + 61000,
+                                                "after", day0, day_id))
+        self.assertEqual(r[:4], [0, now + 61000, day_id, 1])  # the 200 left in one call
         for bad in ([], ["x"], ["3", "k"], admit_args("M", PLANS[0], "soon", "gw", day0, 1)):
             self.assertIsInstance(cmd("LOOKUPGATE.ADMIT", *bad), RedisError)
         self.assertEqual(kinds, {0, 1, 2, 3, "error"})
