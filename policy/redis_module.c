@@ -11,7 +11,9 @@
  * HINCRBY, SET, PEXPIREAT), so a replica needs no module and replays nothing that reads a clock.
  * Differences from the script, on keys someone else has corrupted only: a key of the wrong type,
  * or a day count that is not an integer, is an error before anything is added (the script
- * fails half-way).
+ * fails half-way). Two rare cases call Redis's own commands (RM_Call), so that no call costs
+ * more than the script's: the entry at a rank far from both ends of a window (ZRANGE), and
+ * more than a few entries to drop at once (ZREMRANGEBYSCORE).
  *
  * Debian ships no redismodule.h, so the few functions used are declared here as the module ABI
  * gives them: Redis hands a module its API by name through the first word of the load context

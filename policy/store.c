@@ -437,12 +437,13 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
         return;
     }
     if (reply->type == REDIS_REPLY_ERROR && op->via_module && op->cb &&
-        strncmp(reply->str, "ERR unknown command", 19) == 0) {
-        /* The module went away (MODULE UNLOAD, or a new primary without it): the script
-         * decides from now on, this op first. */
+        (strncmp(reply->str, "ERR unknown command", 19) == 0 ||
+         strncmp(reply->str, "NOPERM", 6) == 0)) {
+        /* The module went away (MODULE UNLOAD, or a new primary without it), or an ACL does
+         * not let this user run it: the script decides from now on, this op first. */
         if (s->module)
-            log_warn("quota store %s:%d: LOOKUPGATE.ADMIT is gone; using the script",
-                     s->host, s->port);
+            log_warn("quota store %s:%d: LOOKUPGATE.ADMIT is %s; using the script", s->host,
+                     s->port, reply->str[0] == 'N' ? "not permitted" : "gone");
         s->module = 0;
         atomic_store(&s->stats.module, 0);
         if (send_script(op, 0) == 0)

@@ -404,6 +404,20 @@ class GatewayWithModule(RedisCase):
         st, _, body = gw.admin("/metrics")
         self.assertIn(b"lookupgate_store_errors_total 0\n", body)
 
+    def test_an_acl_that_forbids_the_command_leaves_the_script(self):
+        # Loaded, but the gateway's Redis user may not run it (an ACL written for the script):
+        # NOPERM switches to the script instead of failing every lookup.
+        self.assertEqual(self.redis.cmd("ACL", "SETUSER", "default", "-lookupgate.admit"), "OK")
+        gw = self.gateway(policy(5, 100))
+        for _ in range(3):
+            self.assertEqual(lookup(gw.port).status, 200)
+        self.assertEqual(self.redis.calls("lookupgate.admit"), 0)
+        self.assertEqual(self.redis.calls("evalsha"), 3)
+        self.assertIn("LOOKUPGATE.ADMIT is not permitted; using the script",
+                      gw.log_text().decode())
+        st, _, body = gw.admin("/metrics")
+        self.assertIn(b"lookupgate_store_errors_total 0\n", body)
+
 
 if __name__ == "__main__":
     unittest.main()
