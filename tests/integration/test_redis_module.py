@@ -403,6 +403,13 @@ class GatewayWithModule(RedisCase):
         self.assertLess(self.module_gauge(gw), 2)
         st, _, body = gw.admin("/metrics")
         self.assertIn(b"lookupgate_store_errors_total 0\n", body)
+        # loaded again: the connections take it up when they reconnect
+        self.assertEqual(self.redis.cmd("MODULE", "LOAD", REDIS_MODULE), "OK")
+        self.assertGreaterEqual(self.redis.cmd("CLIENT", "KILL", "TYPE", "normal"), 1)
+        self.wait_gauge(gw, 2)
+        r = lookup(gw.port)
+        self.assertEqual(r.status, 429)  # still the same counts
+        self.assertEqual(self.redis.calls("lookupgate.admit"), 1)
 
     def test_an_acl_that_forbids_the_command_leaves_the_script(self):
         # Loaded, but the gateway's Redis user may not run it (an ACL written for the script):
