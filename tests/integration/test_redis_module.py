@@ -341,6 +341,19 @@ class ModuleUnderValgrind(unittest.TestCase):
         for bad in ([], ["x"], ["3", "k"], admit_args("M", PLANS[0], "soon", "gw", day0, 1)):
             self.assertIsInstance(cmd("LOOKUPGATE.ADMIT", *bad), RedisError)
         self.assertEqual(kinds, {0, 1, 2, 3, "error"})
+        # garbage: random argument counts and values, well-formed calls with one value
+        # replaced; every reply is an error or a decision, and Redis stays up
+        words = ["0", "1", "-1", "2", "18", "19", "m", "d", "", "x", "9" * 19, "-" + "9" * 18,
+                 "1e3", " 5", str(now), str(DAY), "\x00"]
+        for i in range(300):
+            if i % 2:
+                args = [rnd.choice(words) for _ in range(rnd.randrange(0, 40))]
+            else:
+                args = admit_args("G", rnd.choice(PLANS), now, "gw", day0, day_id)
+                args[rnd.randrange(len(args))] = rnd.choice(words)
+            r = cmd("LOOKUPGATE.ADMIT", *args)
+            self.assertTrue(isinstance(r, (RedisError, list)), repr(r))
+        self.assertEqual(cmd("PING"), "PONG")
 
 
 class GatewayWithModule(RedisCase):
