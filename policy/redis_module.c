@@ -96,11 +96,9 @@ static RedisModuleString *id_field; /* "id", the day hash's day field */
 
 /* --- small helpers ------------------------------------------------------------------------- */
 
-/* A decimal integer (optional '-') filling all of s; 0, or -1. */
-static int to_ll(const RedisModuleString *s, long long *v)
+/* A decimal integer (optional '-') filling all of p[0..len); 0, or -1. */
+static int buf_to_ll(const char *p, size_t len, long long *v)
 {
-    size_t len;
-    const char *p = RM_StringPtrLen(s, &len);
     size_t i = 0;
     int neg = 0;
     if (len > 0 && p[0] == '-') {
@@ -117,6 +115,13 @@ static int to_ll(const RedisModuleString *s, long long *v)
     }
     *v = neg ? -x : x;
     return 0;
+}
+
+static int to_ll(const RedisModuleString *s, long long *v)
+{
+    size_t len;
+    const char *p = RM_StringPtrLen(s, &len);
+    return buf_to_ll(p, len, v);
 }
 
 static int str_eq(const RedisModuleString *a, const RedisModuleString *b)
@@ -451,9 +456,7 @@ static int admit_cmd(RedisModuleCtx *ctx, RedisModuleString **argv, int argc)
         if (RM_KeyType(k) == RM_KEYTYPE_STRING) {
             size_t len;
             const char *p = RM_StringDMA(k, &len, RM_READ);
-            RedisModuleString *ls = RM_CreateString(ctx, p, len);
-            have_last = to_ll(ls, &last) == 0;
-            RM_FreeString(ctx, ls);
+            have_last = p != NULL && buf_to_ll(p, len, &last) == 0;
         }
         if (!have_last || now - last >= 60000 || last > now) {
             RedisModuleString *ns = RM_CreateStringPrintf(ctx, "%lld", now);
