@@ -336,7 +336,9 @@ class StoreFaults(unittest.TestCase):
                     return r.cmd("ROLE")[0]
                 except OSError:
                     return None
-            deadline = time.time() + 10
+            # Sentinel refreshes an instance's INFO every 10 s, so the demotion can take
+            # that long and more on a loaded machine.
+            deadline = time.time() + 30
             while time.time() < deadline and role(a) != "slave":
                 time.sleep(0.1)
             self.assertEqual(role(a), "slave")  # demoted: it accepts no writes
