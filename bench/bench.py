@@ -325,6 +325,10 @@ def main():
     ap.add_argument("--allocs", action="store_true",
                     help="count lookupgate's heap allocations (LD_PRELOAD of the build's "
                          "liballoc-count.so) and print them per request under each table")
+    ap.add_argument("--syscalls", action="store_true",
+                    help="count each proxy's system calls while wrk runs (perf stat on the "
+                         "syscall tracepoints of all its processes and threads) and print "
+                         "them per request under each table")
     ap.add_argument("--audit-dir", default=None,
                     help="where lookupgate's audit log goes (default: under the build dir)")
     ap.add_argument("--redis-cpus", metavar="LIST",
@@ -544,7 +548,8 @@ def run_load(mode, targets, args, redis, redis_port):
     else:
         env = {"LG_BENCH_ACCOUNTS": str(args.accounts)}
     acc = {t.name: {"requests": 0, "seconds": 0.0, "non2xx": 0, "errors": 0, "p50": [],
-                    "p99": [], "cpu": 0.0, "redis_cpu": 0.0, "scripts": 0, "allocs": 0}
+                    "p99": [], "cpu": 0.0, "redis_cpu": 0.0, "scripts": 0, "allocs": 0,
+                    "syscalls": {}}
            for t in targets}
     for rnd in range(args.rounds):
         order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
@@ -559,8 +564,12 @@ def run_load(mode, targets, args, redis, redis_port):
                                         stderr=subprocess.DEVNULL)
             c0, r0, s0 = cpu_s(pids), cpu_s([redis.pid]), script_calls(redis_port)
             m0 = alloc_count(t, args)
+            counter = SyscallCounter(pids) if args.syscalls else None
             w = run_wrk(port, args, env)
             acc[t.name]["allocs"] += alloc_count(t, args) - m0
+            if counter:
+                for k, v in counter.stop().items():
+                    acc[t.name]["syscalls"][k] = acc[t.name]["syscalls"].get(k, 0) + v
             if perf:
                 perf.send_signal(signal.SIGINT)
                 perf.wait()
@@ -594,6 +603,49 @@ def run_load(mode, targets, args, redis, redis_port):
               "whole process while wrk ran): " + "; ".join(
                   "%s %.2f" % (t.name, acc[t.name]["allocs"] / max(acc[t.name]["requests"], 1))
                   for t in targets if t.name.startswith("lookupgate")))
+    if args.syscalls:
+        print("\nsystem calls per request (every process and thread of the proxy while wrk "
+              "ran; the named ones, then all):")
+        for t in targets:
+            a = acc[t.name]
+            n = max(a["requests"], 1)
+            named = ", ".join("%s %.2f" % (k, v / n) for k, v in
+                              sorted(a["syscalls"].items(), key=lambda kv: -kv[1])
+                              if k != "all" and v / n >= 0.01)
+            print("- %s: %s; all %.2f" % (t.name, named, a["syscalls"].get("all", 0) / n))
+
+
+# The calls a proxy makes per request, and what it waits and flushes with; all the others are
+# counted together in "all".
+SYSCALLS = ("read", "readv", "recvfrom", "recvmsg", "write", "writev", "sendto", "sendmsg",
+            "ioctl", "epoll_wait", "epoll_ctl", "futex", "fdatasync", "pwrite64", "accept4",
+            "close", "clock_nanosleep", "getsockopt", "setsockopt")
+
+
+class SyscallCounter:
+    """perf stat on the syscall tracepoints of a set of processes (all their threads)."""
+
+    def __init__(self, pids):
+        events = ["raw_syscalls:sys_enter"] + ["syscalls:sys_enter_" + c for c in SYSCALLS]
+        self.proc = subprocess.Popen(
+            ["perf", "stat", "-x", ",", "--no-big-num", "-e", ",".join(events), "-p",
+             ",".join(str(p) for p in pids)],
+            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+        time.sleep(0.2)  # perf attaches before wrk starts
+
+    def stop(self):
+        self.proc.send_signal(signal.SIGINT)
+        _, err = self.proc.communicate()
+        counts = {}
+        for line in err.splitlines():
+            f = line.split(",")
+            if len(f) < 3 or not f[0].isdigit():
+                continue
+            name = f[2].split(":")[-1]
+            counts["all" if name == "sys_enter" else name.replace("sys_enter_", "")] = int(f[0])
+        if "all" not in counts:
+            raise SystemExit("--syscalls: perf stat counted nothing: %s" % err.strip()[-300:])
+        return counts
 
 
 def alloc_count(t, args):

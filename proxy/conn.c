@@ -16,6 +16,7 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
+#include <sys/uio.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -41,6 +42,7 @@
 #include "proxy/worker.h"
 
 #define LINGER_MS 2000
+#define READ_CHUNK 4096 /* at most this much per read, as libevent's own reads (EVBUFFER_MAX_READ) */
 #define LINGER_MAX_BYTES (1u << 20)
 #define CREDENTIAL_WARN_S (14 * 86400) /* warn when a credential expires within 14 days */
 
@@ -61,6 +63,7 @@ const char *const conn_state_text[] = {
 };
 
 static void conn_read_cb(struct bufferevent *bev, void *arg);
+static void conn_sock_read_cb(evutil_socket_t fd, short what, void *arg);
 static void conn_write_cb(struct bufferevent *bev, void *arg);
 static void conn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void conn_timer_cb(evutil_socket_t fd, short what, void *arg);
@@ -141,6 +144,8 @@ struct conn *conn_new(struct worker *w, int fd, const struct sockaddr *sa, int s
         c->tls = 1;
     } else {
         c->bev = bufferevent_socket_new(w->base, fd, BEV_OPT_CLOSE_ON_FREE);
+        if (c->bev)
+            c->rev = event_new(w->base, fd, EV_READ | EV_PERSIST, conn_sock_read_cb, c);
     }
     c->timer = evtimer_new(w->base, conn_timer_cb, c);
     c->kick = event_new(w->base, -1, 0, conn_kick_cb, c);
@@ -156,17 +161,25 @@ struct conn *conn_new(struct worker *w, int fd, const struct sockaddr *sa, int s
     c->state = CONN_ST_KEEPALIVE;
     TAILQ_INSERT_TAIL(&w->conns, c, link);
     w->nconns++;
-    if (c->bev == NULL) {
-        if (!tls)
+    if (c->bev == NULL || (!tls && c->rev == NULL)) {
+        if (c->bev == NULL && !tls)
             close(fd);
         conn_free(c);
         return NULL;
     }
     bufferevent_setcb(c->bev, conn_read_cb, conn_write_cb, conn_event_cb, c);
-    bufferevent_setwatermark(c->bev, EV_READ, 0, (size_t)lim->head_bytes + 1024);
+    c->read_max = (size_t)lim->head_bytes + 1024;
     struct timeval wtv = {lim->send_timeout_ms / 1000, (lim->send_timeout_ms % 1000) * 1000};
     bufferevent_set_timeouts(c->bev, NULL, &wtv);
-    bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    if (c->rev) {
+        /* A bufferevent freezes its input's end: only its own reads add there. */
+        evbuffer_unfreeze(bufferevent_get_input(c->bev), 0);
+        bufferevent_enable(c->bev, EV_WRITE);
+        event_add(c->rev, NULL);
+    } else {
+        bufferevent_setwatermark(c->bev, EV_READ, 0, c->read_max);
+        bufferevent_enable(c->bev, EV_READ | EV_WRITE);
+    }
     arm(c, lim->idle_timeout_ms);
     return c;
 }
@@ -184,6 +197,8 @@ void conn_free(struct conn *c)
     worker_conn_closed(c->w, c);
     event_free(c->timer);
     event_free(c->kick);
+    if (c->rev)
+        event_free(c->rev); /* before the bufferevent closes the socket */
     if (c->bev)
         bufferevent_free(c->bev);
     evbuffer_free(c->body);
@@ -1088,6 +1103,69 @@ static void conn_read_cb(struct bufferevent *bev, void *arg)
         conn_free(c);
 }
 
+/* Reading again after a pause, once input has been parsed (or the limit lifted). */
+static void read_resume(struct conn *c)
+{
+    if (c->read_paused &&
+        (c->read_max == 0 || evbuffer_get_length(bufferevent_get_input(c->bev)) < c->read_max)) {
+        c->read_paused = 0;
+        event_add(c->rev, NULL);
+    }
+}
+
+/* Plain connections read the socket here, not through the bufferevent, which asks the kernel
+ * how much is waiting (an ioctl) before every read. As with the bufferevent's high watermark,
+ * at most read_max bytes wait unparsed: reading pauses there until read_resume. End of input
+ * and errors stop reading and reach conn_event_cb as the bufferevent's would. */
+static void conn_sock_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct conn *c = arg;
+    struct evbuffer *in = bufferevent_get_input(c->bev);
+    size_t have = evbuffer_get_length(in), want = READ_CHUNK;
+    (void)what;
+    if (c->read_max) {
+        if (have >= c->read_max) {
+            event_del(c->rev);
+            c->read_paused = 1;
+            return;
+        }
+        if (c->read_max - have < want)
+            want = c->read_max - have;
+    }
+    struct evbuffer_iovec v[2];
+    int nv = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2);
+    if (nv <= 0) {
+        conn_free(c);
+        return;
+    }
+    struct iovec iov[2];
+    size_t left = want;
+    int niov = 0;
+    for (int i = 0; i < nv && left > 0; i++, niov++) {
+        iov[i].iov_base = v[i].iov_base;
+        iov[i].iov_len = v[i].iov_len < left ? v[i].iov_len : left;
+        left -= iov[i].iov_len;
+    }
+    ssize_t n = readv(fd, iov, niov);
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (n <= 0) {
+        event_del(c->rev);
+        short ev = n == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR;
+        conn_event_cb(c->bev, (short)(BEV_EVENT_READING | ev), c);
+        return;
+    }
+    size_t got = (size_t)n;
+    int ncommit = 0;
+    for (int i = 0; i < niov && got > 0; i++, ncommit++) {
+        v[i].iov_len = iov[i].iov_len < got ? iov[i].iov_len : got;
+        got -= v[i].iov_len;
+    }
+    evbuffer_commit_space(in, v, ncommit);
+    if (conn_process(c) < 0)
+        conn_free(c);
+}
+
 /* Output flushed: the response is out. Close, or go back to keep-alive. */
 static void conn_write_cb(struct bufferevent *bev, void *arg)
 {
@@ -1104,7 +1182,12 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
          * bytes do not turn our close into a reset that destroys the response. */
         shutdown(bufferevent_getfd(bev), SHUT_WR);
         evbuffer_drain(bufferevent_get_input(bev), evbuffer_get_length(bufferevent_get_input(bev)));
-        bufferevent_setwatermark(bev, EV_READ, 0, 0);
+        if (c->rev) {
+            c->read_max = 0;
+            read_resume(c);
+        } else {
+            bufferevent_setwatermark(bev, EV_READ, 0, 0);
+        }
         arm(c, LINGER_MS);
         return;
     }
@@ -1118,8 +1201,12 @@ static void conn_write_cb(struct bufferevent *bev, void *arg)
     evbuffer_drain(c->up.resp_body, evbuffer_get_length(c->up.resp_body));
     conn_set_state(c, CONN_ST_KEEPALIVE);
     arm(c, srv_of(c)->cfg->limits.idle_timeout_ms);
-    if (conn_process(c) < 0)
+    if (conn_process(c) < 0) {
         conn_free(c);
+        return;
+    }
+    if (c->rev)
+        read_resume(c);
 }
 
 static void conn_kick_cb(evutil_socket_t fd, short what, void *arg)

@@ -45,6 +45,8 @@ extern const char *const conn_state_text[];
 struct conn {
     struct worker *w;
     struct bufferevent *bev;
+    struct event *rev;               /* plain connections: reads the socket (conn_sock_read_cb) */
+    size_t read_max;                 /* stop reading with this much input unparsed (0: no limit) */
     struct sockaddr_storage peer;    /* client socket address */
     char peer_ip[64];                /* printable address */
     int tls;                         /* connection arrived on a TLS listener */
@@ -70,6 +72,7 @@ struct conn {
     unsigned nrequests;              /* requests started on this connection */
     unsigned close_after : 1;        /* close once the response is written */
     unsigned read_eof : 1;           /* the client half-closed */
+    unsigned read_paused : 1;        /* rev is off: read_max bytes wait unparsed */
     unsigned intent : 1;             /* a lookup intent record was submitted */
     unsigned recorded : 1;           /* the request's final record was submitted */
     unsigned tls_id_done : 1;        /* tls_id is computed */

@@ -31,6 +31,7 @@ enum upconn_state {
 struct upconn {
     struct upstream_pool *pool;
     struct bufferevent *bev;
+    struct event *rev;            /* plain HTTP: reads the socket itself (see sock_read_cb) */
     struct event *timer;          /* connect, response or idle deadline */
     enum upconn_state state;
     int nreq;                     /* requests sent on this connection */
@@ -67,9 +68,11 @@ struct upstream_pool {
     int total;                        /* open connections, any state */
     struct upreq_list waiters;
     int nwaiting;
+    char rbuf[16384];                 /* plain HTTP reads; parsed before the callback returns */
 };
 
 static void upconn_read_cb(struct bufferevent *bev, void *arg);
+static void sock_read_cb(evutil_socket_t fd, short what, void *arg);
 static void upconn_event_cb(struct bufferevent *bev, short what, void *arg);
 static void upconn_timer_cb(evutil_socket_t fd, short what, void *arg);
 static void pool_dispatch(struct upstream_pool *p);
@@ -126,6 +129,8 @@ static void upconn_free(struct upconn *uc)
         p->nidle--;
     }
     p->total--;
+    if (uc->rev)
+        event_free(uc->rev); /* before the bufferevent closes the socket */
     if (uc->bev)
         bufferevent_free(uc->bev);
     event_free(uc->timer);
@@ -510,10 +515,12 @@ static void send_request(struct upconn *uc)
     evbuffer_drain(r->resp_hdrs, evbuffer_get_length(r->resp_hdrs));
     arm(uc->timer, uc->pool->cfg->response_timeout_ms);
     /* Only what is not enabled yet: enabling EV_WRITE again adds the write event even with
-     * nothing to write (one epoll_ctl to add it, one when it fires empty). */
+     * nothing to write (one epoll_ctl to add it, one when it fires empty). A plain connection
+     * reads through its own event, not the bufferevent's. */
+    short want = uc->rev ? EV_WRITE : (EV_READ | EV_WRITE);
     short have = bufferevent_get_enabled(uc->bev);
-    if ((have & (EV_READ | EV_WRITE)) != (EV_READ | EV_WRITE))
-        bufferevent_enable(uc->bev, (short)((EV_READ | EV_WRITE) & ~have));
+    if ((have & want) != want)
+        bufferevent_enable(uc->bev, (short)(want & ~have));
 }
 
 static void attach(struct upconn *uc, struct up_request *r)
@@ -522,7 +529,31 @@ static void attach(struct upconn *uc, struct up_request *r)
     r->uc = uc;
 }
 
-/* Feeds buffered response bytes to the parser; finishes the exchange when it can. */
+/* Parses response bytes. Returns how many the parser took, or -1 after failing the exchange. */
+static ssize_t parse(struct upconn *uc, const char *data, size_t len)
+{
+    size_t n = http_parser_execute(&uc->parser, &resp_settings, data, len);
+    enum http_errno e = HTTP_PARSER_ERRNO(&uc->parser);
+    if (e != HPE_OK && e != HPE_PAUSED) {
+        fail(uc, uc->fail_status ? uc->fail_status : 502,
+             uc->fail_reason ? uc->fail_reason : "malformed upstream response");
+        return -1;
+    }
+    if (n < len && !uc->complete) {
+        fail(uc, 502, "malformed upstream response");
+        return -1;
+    }
+    return (ssize_t)n;
+}
+
+/* The response is complete: the connection is reused only if nothing followed it. */
+static void complete_response(struct upconn *uc, int leftover)
+{
+    int reusable = http_should_keep_alive(&uc->parser) && !uc->needs_eof && !leftover;
+    finish(uc, reusable, uc->parser.status_code, 0, NULL);
+}
+
+/* TLS: feeds the bufferevent's decrypted bytes to the parser. */
 static void upconn_read_cb(struct bufferevent *bev, void *arg)
 {
     struct upconn *uc = arg;
@@ -533,25 +564,40 @@ static void upconn_read_cb(struct bufferevent *bev, void *arg)
     }
     while (evbuffer_get_length(in) > 0 && !uc->complete) {
         size_t contig = evbuffer_get_contiguous_space(in);
-        char *data = (char *)evbuffer_pullup(in, (ev_ssize_t)contig);
-        size_t n = http_parser_execute(&uc->parser, &resp_settings, data, contig);
-        enum http_errno e = HTTP_PARSER_ERRNO(&uc->parser);
-        if (e != HPE_OK && e != HPE_PAUSED) {
-            fail(uc, uc->fail_status ? uc->fail_status : 502,
-                 uc->fail_reason ? uc->fail_reason : "malformed upstream response");
+        const char *data = (const char *)evbuffer_pullup(in, (ev_ssize_t)contig);
+        ssize_t n = parse(uc, data, contig);
+        if (n < 0)
             return;
-        }
-        evbuffer_drain(in, n);
-        if (n < contig && !uc->complete) {
-            fail(uc, 502, "malformed upstream response");
-            return;
-        }
+        evbuffer_drain(in, (size_t)n);
     }
-    if (uc->complete) {
-        int reusable = http_should_keep_alive(&uc->parser) && !uc->needs_eof &&
-                       evbuffer_get_length(in) == 0;
-        finish(uc, reusable, uc->parser.status_code, 0, NULL);
+    if (uc->complete)
+        complete_response(uc, evbuffer_get_length(in) > 0);
+}
+
+/* Plain HTTP: one recv per readiness into the pool's buffer, parsed in place. Through the
+ * bufferevent, every read would first ask the kernel how much is waiting (an ioctl) and copy
+ * the bytes through an evbuffer; the parser's callbacks copy what they keep anyway. A response
+ * larger than the buffer takes more readiness events, as it would through the bufferevent. */
+static void sock_read_cb(evutil_socket_t fd, short what, void *arg)
+{
+    struct upconn *uc = arg;
+    struct upstream_pool *p = uc->pool;
+    (void)what;
+    ssize_t got = recv(fd, p->rbuf, sizeof p->rbuf, 0);
+    if (got < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
+        return;
+    if (got <= 0) {
+        short ev = got == 0 ? BEV_EVENT_EOF : BEV_EVENT_ERROR;
+        upconn_event_cb(uc->bev, (short)(BEV_EVENT_READING | ev), uc);
+        return;
     }
+    if (uc->state != UP_ST_BUSY) {
+        upconn_free(uc); /* unsolicited bytes on an idle connection */
+        return;
+    }
+    ssize_t n = parse(uc, p->rbuf, (size_t)got);
+    if (n >= 0 && uc->complete)
+        complete_response(uc, n < got);
 }
 
 static void upconn_event_cb(struct bufferevent *bev, short what, void *arg)
@@ -559,7 +605,15 @@ static void upconn_event_cb(struct bufferevent *bev, short what, void *arg)
     struct upconn *uc = arg;
     if (what & BEV_EVENT_CONNECTED) {
         int one = 1;
-        setsockopt(bufferevent_getfd(bev), IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        evutil_socket_t fd = bufferevent_getfd(bev);
+        setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
+        if (uc->pool->tls == NULL) {
+            uc->rev = event_new(uc->pool->base, fd, EV_READ | EV_PERSIST, sock_read_cb, uc);
+            if (uc->rev == NULL || event_add(uc->rev, NULL) != 0) {
+                fail(uc, 502, "cannot watch the upstream connection");
+                return;
+            }
+        }
         send_request(uc);
         return;
     }

@@ -1,6 +1,6 @@
 /* The upstream response path: the input (after its first byte, which seeds the split points)
  * is what "the national database" answers, sent in pieces over a real loopback connection to
- * the real pool (bufferevent reader, http-parser, the framing checks and the header filter).
+ * the real pool (its socket reader, http-parser, the framing checks and the header filter).
  * Whatever the bytes:
  * - the request ends exactly once;
  * - an answer (status != 0) has a final status 200..599, header lines that are each

@@ -259,6 +259,24 @@ class FramingAccepted(GatewayTestCase):
         ids = [r.header("x-request-id") for r in finals]
         self.assertEqual(len(set(ids)), 3)
 
+    def test_a51_pipelined_beyond_the_read_limit(self):
+        # 40 pipelined requests of about 560 bytes, 22 KB at once: more than the 9 KB
+        # (limits.head_bytes + 1 KiB) a connection lets wait unparsed while a request is
+        # upstream. Reading pauses there and resumes as the answered requests make room;
+        # every request is answered, in order, and nothing is lost or reordered upstream.
+        pad = b"X-Pad: " + b"p" * 480
+        paths = [b"/api/v1/citizens/079123456789" if i % 3 else b"/api/v1/citizens/000000000001"
+                 for i in range(40)]
+        payload = b"".join(req(b"GET " + p + b"?n=%d HTTP/1.1" % i, H, pad) for i, p in enumerate(paths))
+        self.assertGreater(len(payload), 2 * (8192 + 1024))
+        before = self.stub.count()
+        finals, _, closed = exchange(self.gw.port, payload, n=40, timeout=20)
+        self.assertFalse(closed)
+        self.assertEqual([r.status for r in finals], [200 if i % 3 else 404 for i in range(40)])
+        got = self.stub.received()[before:]
+        self.assertEqual([g["url"] for g in got],
+                         [(p + b"?n=%d" % i).decode() for i, p in enumerate(paths)])
+
     def test_a52_get_with_body_is_forwarded_with_framing(self):
         finals, _, _, got = self.both(req(b"GET /api/v1/citizens/079123456789 HTTP/1.1", H, b"Content-Length: 10", body=b"0123456789"))
         line, fields, body = upstream_head(got[0]["raw"])
