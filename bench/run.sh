@@ -6,10 +6,14 @@
 # prints one table per mode. All options go to bench/bench.py (--help):
 #   bench/run.sh [-d SECONDS] [-c CONNECTIONS] [-t THREADS] [-r ROUNDS] [-w WORKERS]
 #                [--modes allowed,refused,idle] [--idle N] [--audit-dir DIR] [--redis-module]
+#                [--allocs] [--syscalls] [--profile FILE]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/deps.sh
 lg_install_packages wrk nginx-light haproxy redis-server
+case " $* " in # perf for --syscalls (perf stat) and --profile (perf record)
+*" --syscalls "* | *" --profile"*) lg_install_packages linux-perf ;;
+esac
 
 BUILD=${LG_BENCH_BUILD:-build}
 cmake -S . -B "$BUILD" -DCMAKE_BUILD_TYPE=RelWithDebInfo >/dev/null
