@@ -245,6 +245,19 @@ def idle_connections(port, n):
     return socks, ok
 
 
+def partial_connections(port, n):
+    """Opens n connections, each of which sends a request head without its end (a slow client)
+    and waits. Returns the sockets."""
+    socks = []
+    for i in range(n):
+        s = socket.create_connection(("127.0.0.1", port))
+        s.sendall(("GET /api/v1/citizens/0790%08d HTTP/1.1\r\nHost: bench\r\n"
+                   "Authorization: Bearer %s\r\nX-Dossier-Id: HS-SLOW\r\n"
+                   % (i, token(1 + i % 1000))).encode())
+        socks.append(s)
+    return socks
+
+
 def pump(sel, pending, until):
     ok = 0
     deadline = time.time() + 60
@@ -657,10 +670,13 @@ def alloc_count(t, args):
 
 
 def run_idle(targets, args):
-    print("\n## idle keep-alive connections (%d per target, each after one lookup)\n" % args.idle)
-    print("| target | RSS before MiB | RSS with the connections MiB | KiB per connection "
-          "| answered 200 |")
-    print("|---|---:|---:|---:|---:|")
+    n_slow = min(args.idle, 2000)
+    print("\n## idle keep-alive connections (%d per target, each after one lookup), then slow "
+          "clients (%d more, each with a request head sent but for its end)\n"
+          % (args.idle, n_slow))
+    print("| target | RSS before MiB | RSS with the idle connections MiB | KiB per idle connection "
+          "| answered 200 | RSS with the slow clients too MiB | KiB per slow client |")
+    print("|---|---:|---:|---:|---:|---:|---:|")
     for t in targets:
         if t.name == "stub":
             continue
@@ -668,11 +684,16 @@ def run_idle(targets, args):
         before = status_kib(pids, "VmRSS")
         socks, ok = idle_connections(t.port, args.idle)
         time.sleep(2.0)
+        idle = status_kib(pids, "VmRSS")
+        # Opened while the idle ones stay open: nothing freed yet for them to reuse.
+        slow = partial_connections(t.port, n_slow)
+        time.sleep(2.0)
         after = status_kib(pids, "VmRSS")
-        for s in socks:
+        for s in socks + slow:
             s.close()
-        print("| %s | %.1f | %.1f | %.2f | %d |" % (t.label, before / 1024.0, after / 1024.0,
-                                                   (after - before) / len(socks), ok))
+        print("| %s | %.1f | %.1f | %.2f | %d | %.1f | %.2f |" % (
+            t.label, before / 1024.0, idle / 1024.0, (idle - before) / len(socks), ok,
+            after / 1024.0, (after - idle) / n_slow))
         time.sleep(1.0)
 
 

@@ -16,7 +16,6 @@
 #include <stdlib.h>
 #include <string.h>
 #include <sys/socket.h>
-#include <sys/uio.h>
 #include <unistd.h>
 
 #include <openssl/crypto.h>
@@ -42,7 +41,6 @@
 #include "proxy/worker.h"
 
 #define LINGER_MS 2000
-#define READ_CHUNK 4096 /* at most this much per read, as libevent's own reads (EVBUFFER_MAX_READ) */
 #define LINGER_MAX_BYTES (1u << 20)
 #define CREDENTIAL_WARN_S (14 * 86400) /* warn when a credential expires within 14 days */
 
@@ -1114,14 +1112,17 @@ static void read_resume(struct conn *c)
 }
 
 /* Plain connections read the socket here, not through the bufferevent, which asks the kernel
- * how much is waiting (an ioctl) before every read. As with the bufferevent's high watermark,
- * at most read_max bytes wait unparsed: reading pauses there until read_resume. End of input
- * and errors stop reading and reach conn_event_cb as the bufferevent's would. */
+ * how much is waiting (an ioctl) before every read. The bytes go through the worker's buffer
+ * and are copied into the input at once, so what a connection holds is sized to what it sent
+ * (a slow client's partial head keeps a small chain, not a whole read's). As with the
+ * bufferevent's high watermark, at most read_max bytes wait unparsed: reading pauses there
+ * until read_resume. End of input and errors stop reading and reach conn_event_cb as the
+ * bufferevent's would. */
 static void conn_sock_read_cb(evutil_socket_t fd, short what, void *arg)
 {
     struct conn *c = arg;
     struct evbuffer *in = bufferevent_get_input(c->bev);
-    size_t have = evbuffer_get_length(in), want = READ_CHUNK;
+    size_t have = evbuffer_get_length(in), want = sizeof c->w->read_buf;
     (void)what;
     if (c->read_max) {
         if (have >= c->read_max) {
@@ -1132,21 +1133,7 @@ static void conn_sock_read_cb(evutil_socket_t fd, short what, void *arg)
         if (c->read_max - have < want)
             want = c->read_max - have;
     }
-    struct evbuffer_iovec v[2];
-    int nv = evbuffer_reserve_space(in, (ev_ssize_t)want, v, 2);
-    if (nv <= 0) {
-        conn_free(c);
-        return;
-    }
-    struct iovec iov[2];
-    size_t left = want;
-    int niov = 0;
-    for (int i = 0; i < nv && left > 0; i++, niov++) {
-        iov[i].iov_base = v[i].iov_base;
-        iov[i].iov_len = v[i].iov_len < left ? v[i].iov_len : left;
-        left -= iov[i].iov_len;
-    }
-    ssize_t n = readv(fd, iov, niov);
+    ssize_t n = recv(fd, c->w->read_buf, want, 0);
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR))
         return;
     if (n <= 0) {
@@ -1155,13 +1142,10 @@ static void conn_sock_read_cb(evutil_socket_t fd, short what, void *arg)
         conn_event_cb(c->bev, (short)(BEV_EVENT_READING | ev), c);
         return;
     }
-    size_t got = (size_t)n;
-    int ncommit = 0;
-    for (int i = 0; i < niov && got > 0; i++, ncommit++) {
-        v[i].iov_len = iov[i].iov_len < got ? iov[i].iov_len : got;
-        got -= v[i].iov_len;
+    if (evbuffer_add(in, c->w->read_buf, (size_t)n) != 0) {
+        conn_free(c);
+        return;
     }
-    evbuffer_commit_space(in, v, ncommit);
     if (conn_process(c) < 0)
         conn_free(c);
 }

@@ -67,6 +67,7 @@ struct worker {
     struct met_worker met;                  /* this worker's counters */
     struct gate *gate_free;                 /* per-request decision state, for reuse */
     int ngate_free;
+    char read_buf[16384];                   /* plain client reads, copied out at once (conn.c) */
 };
 
 /* Creates the worker and binds its listeners; returns NULL with a message in err. */
