@@ -2,6 +2,7 @@
  * upstream pool, writing the response, keep-alive and closing (with a short lingering close so
  * a refused client still reads its error response). */
 #include "proxy/conn.h"
+#include "proxy/gate.h"
 
 #include <arpa/inet.h>
 #include <errno.h>
@@ -43,17 +44,6 @@
 #define LINGER_MS 2000
 #define LINGER_MAX_BYTES (1u << 20)
 #define CREDENTIAL_WARN_S (14 * 86400) /* warn when a credential expires within 14 days */
-
-/* The decision state of one request; lives in the request arena. */
-struct gate {
-    struct gate *next_free;    /* in the worker's free list */
-    struct pol_decision dec;   /* authentication, operation, grant, limits */
-    struct quota_plan plan;    /* counters checked for it */
-    struct quota_result qres;  /* what the quota store decided */
-    int have_quota;            /* qres is valid */
-    char hdrs[1024];           /* headers for the client: RateLimit, credential expiry */
-    char subject_token[65];    /* the citizen ID's HMAC token, once computed */
-};
 
 const char *const conn_state_text[] = {
     "KEEPALIVE", "READING_HEAD", "READING_BODY", "DECIDING", "AUDITING",
@@ -222,91 +212,7 @@ void conn_close_after_response(struct conn *c)
 /* Decision state comes from a per-worker free list: a gate (5 KB, most of it the quota plan) is
  * needed only while a request is decided and recorded, so an idle connection holds none, and a
  * busy worker does not malloc one per request. */
-#define GATE_CACHE 1024
-
-static struct gate *gate_get(struct worker *w)
-{
-    struct gate *g = w->gate_free;
-    if (g) {
-        w->gate_free = g->next_free;
-        w->ngate_free--;
-    } else {
-        g = xmalloc(sizeof *g);
-    }
-    memset(g, 0, sizeof *g);
-    return g;
-}
-
-static void gate_put(struct worker *w, struct gate *g)
-{
-    if (w->ngate_free >= GATE_CACHE) {
-        free(g);
-        return;
-    }
-    g->next_free = w->gate_free;
-    w->gate_free = g;
-    w->ngate_free++;
-}
-
-void conn_worker_cache_free(struct worker *w)
-{
-    while (w->gate_free) {
-        struct gate *g = w->gate_free;
-        w->gate_free = g->next_free;
-        free(g);
-    }
-    w->ngate_free = 0;
-}
-
 /* --- audit records ------------------------------------------------------------------- */
-
-/* The client certificate's SHA-256 fingerprint, when the client presented one. */
-static const char *tls_identity(struct conn *c)
-{
-    if (!c->tls)
-        return NULL;
-    if (!c->tls_id_done) {
-        c->tls_id_done = 1;
-        tls_peer_fingerprint(bufferevent_openssl_get_ssl(c->bev), c->tls_id, sizeof c->tls_id);
-    }
-    return c->tls_id[0] ? c->tls_id : NULL;
-}
-
-/* The fields every request record has, from what is known about c's request. */
-static void base_record(struct conn *c, struct req_record *rr, const char *type)
-{
-    const struct server *s = srv_of(c);
-    struct gate *g = c->gate;
-    memset(rr, 0, sizeof *rr);
-    rr->type = type;
-    rr->instance = s->cfg->instance;
-    rr->request_id = c->request_id;
-    rr->client = c->peer_ip;
-    rr->tls_client = tls_identity(c);
-    rr->dec = g ? &g->dec : NULL;
-    if (c->have_req) {
-        rr->method = http_method_str((enum http_method)c->req.method);
-        rr->path = c->req.target;
-        rr->path_len = c->req.path_len;
-    }
-    if (g && g->have_quota) {
-        rr->plan = &g->plan;
-        rr->qres = &g->qres;
-        rr->degraded = g->qres.degraded;
-    }
-    /* The clock the quota decision used: the memory backend and the local fallback use this
-     * process's clock. */
-    rr->clock = s->cfg->store.clock_kind == CLOCK_TEST
-                    ? "test"
-                    : (s->cfg->store.memory || rr->degraded) ? "proxy" : s->cfg->store.clock;
-    rr->policy = c->pol ? c->pol->version : c->w->policy->version;
-    if (g && g->dec.subject[0]) {
-        if (g->subject_token[0] == '\0') /* once per request, for both of its records */
-            audit_cid_token_k(&s->cid_hmac, g->dec.subject, strlen(g->dec.subject),
-                              g->subject_token);
-        rr->subject_token = g->subject_token;
-    }
-}
 
 /* Builds rr and hands it to the audit writer; with cb, c waits for it (c->arec). */
 static enum audit_submit_rc submit_record(struct conn *c, const struct req_record *rr, int kind,
@@ -333,7 +239,7 @@ static void record_abandoned(struct conn *c)
     if (!c->intent || c->recorded)
         return;
     struct req_record rr;
-    base_record(c, &rr, "lookup.result");
+    gate_base_record(c, &rr, "lookup.result");
     rr.decision = "allow";
     rr.rule = "granted";
     rr.error = c->state == CONN_ST_AUDITING
@@ -396,7 +302,7 @@ static void finish(struct conn *c, int status, const char *rule, const char *det
     }
     c->recorded = 1;
     struct req_record rr;
-    base_record(c, &rr, c->intent ? "lookup.result" : "request.refused");
+    gate_base_record(c, &rr, c->intent ? "lookup.result" : "request.refused");
     rr.decision = c->intent ? "allow" : "refuse";
     rr.rule = rule;
     rr.status = status;
@@ -557,7 +463,7 @@ static void up_done(struct up_request *u)
     hist_observe(&c->w->met.h_upstream, r->latency_us);
     body_digest(c->up.resp_body, digest);
     struct req_record rr;
-    base_record(c, &rr, "lookup.result");
+    gate_base_record(c, &rr, "lookup.result");
     rr.decision = "allow";
     rr.rule = "granted";
     rr.status = r->status;
@@ -667,125 +573,12 @@ static void forward(struct conn *c)
 /* --- the decision (policy layer) ------------------------------------------------------ */
 
 /* The first field named name, and how many there are. */
-static struct pol_hval header_value(const struct http_req *r, const char *name)
-{
-    struct pol_hval h = {NULL, 0, 0};
-    for (size_t i = 0; i < r->nhdrs; i++)
-        if (ascii_eq_nocase(r->hdrs[i].name, r->hdrs[i].nlen, name) && h.count++ == 0) {
-            h.v = r->hdrs[i].value;
-            h.len = r->hdrs[i].vlen;
-        }
-    return h;
-}
-
-/* The decision time: the test clock header when configured (tests only), else now. */
-static int64_t decision_time(const struct conn *c)
-{
-    if (srv_of(c)->cfg->store.clock_kind == CLOCK_TEST) {
-        struct pol_hval t = header_value(&c->req, "x-lookup-test-time");
-        if (t.count == 1 && t.len > 0 && t.len < 16) {
-            int64_t v = 0;
-            size_t i = 0;
-            for (; i < t.len && t.v[i] >= '0' && t.v[i] <= '9'; i++)
-                v = v * 10 + (t.v[i] - '0');
-            if (i == t.len)
-                return v;
-        }
-    }
-    return clock_now_ms();
-}
-
-static void fill_request(struct conn *c, struct pol_request *rq)
-{
-    const struct http_req *r = &c->req;
-    memset(rq, 0, sizeof *rq);
-    rq->method = r->method;
-    rq->path = r->target;
-    rq->path_len = r->path_len;
-    if (r->path_len < r->target_len) {
-        rq->query = r->target + r->path_len + 1;
-        rq->query_len = r->target_len - r->path_len - 1;
-    }
-    if (r->authorization) {
-        const struct http_hdr *h = r->authorization;
-        rq->authorization = (struct pol_hval){h->value, h->vlen, 1};
-        /* The parser trimmed trailing whitespace; the byte after the value shows it. */
-        rq->auth_trailing_ws = h->value[h->vlen] == ' ' || h->value[h->vlen] == '\t';
-    }
-    rq->soap_action = header_value(r, "soapaction");
-    rq->dossier = header_value(r, "x-dossier-id");
-    rq->procedure = header_value(r, "x-procedure-code");
-    size_t blen = evbuffer_get_length(c->body);
-    if (blen > 0) {
-        rq->body = (const char *)evbuffer_pullup(c->body, -1);
-        rq->body_len = blen;
-    }
-    rq->now_ms = decision_time(c);
-}
-
-/* Counts the request's decision by operation. */
-static void count_decision(struct conn *c, enum decision d)
-{
-    const struct pol_operation *op = c->gate->dec.op;
-    stat_add(&c->w->met.decisions[op ? op->stat_slot : 0][d], 1);
-}
-
-/* Counts the counters an admitted request brought to 80% of their limit. */
-static void count_near_limit(struct conn *c)
-{
-    const struct gate *g = c->gate;
-    for (int i = 0; i < g->qres.n && i < g->plan.n; i++) {
-        long long used = g->qres.c[i].used, limit = g->qres.c[i].limit;
-        if (limit > 0 && used * 5 >= limit * 4 && (used - 1) * 5 < limit * 4)
-            stat_add(&c->w->met.near_limit[g->plan.checks[i].level]
-                                          [g->plan.checks[i].kind == QUOTA_DAY], 1);
-    }
-}
-
-/* Feeds the misuse signals with a decision. */
-static void signal_decision(struct conn *c, enum decision d)
-{
-    const struct pol_decision *dec = &c->gate->dec;
-    const struct policy *p = c->pol;
-    if (p == NULL)
-        return;
-    switch (d) {
-    case DECISION_DENY_QUOTA:
-        alert_event(c->w, p, PSIG_QUOTA_REFUSALS, dec->account->id, 0, c->request_id);
-        break;
-    case DECISION_DENY_HOURS:
-        alert_event(c->w, p, PSIG_OUTSIDE_HOURS, dec->account->id, 0, c->request_id);
-        break;
-    case DECISION_DENY_NO_CREDENTIAL:
-    case DECISION_DENY_CREDENTIAL:
-    case DECISION_DENY_EXPIRED:
-    case DECISION_DENY_NOT_YET_VALID: {
-        int64_t retry;
-        sigtrack_window(srv_of(c)->sig, PSIG__COUNT, c->peer_ip,
-                        srv_of(c)->cfg->limits.auth_failures_per_minute, 60, clock_now_ms(), 1,
-                        &retry);
-        alert_event(c->w, p, PSIG_AUTH_FAILURES, c->peer_ip, 0, c->request_id);
-        break;
-    }
-    case DECISION_ALLOW:
-        if (dec->subject[0]) { /* the citizen as a salted hash, never the ID */
-            uint64_t h = 1469598103934665603ull ^ srv_of(c)->subject_salt;
-            for (const char *q = dec->subject; *q; q++)
-                h = (h ^ (unsigned char)*q) * 1099511628211ull;
-            alert_event(c->w, p, PSIG_DISTINCT_SUBJECTS, dec->account->id, h, c->request_id);
-        }
-        break;
-    default:
-        break;
-    }
-}
-
 /* Answers the request with the refusal in c->gate->dec. */
 static void refuse_decision(struct conn *c, int close)
 {
     struct gate *g = c->gate;
-    count_decision(c, g->dec.decision);
-    signal_decision(c, g->dec.decision);
+    gate_count_decision(c, g->dec.decision);
+    gate_signal_decision(c, g->dec.decision);
     const struct decision_info *di = &decision_info[g->dec.decision];
     char hdrs[1200], members[400];
     struct sbuf h = sb_make(hdrs, sizeof hdrs), m = sb_make(members, sizeof members);
@@ -858,7 +651,7 @@ static void intent_done(void *arg, int durable)
 static void record_intent(struct conn *c)
 {
     struct req_record rr;
-    base_record(c, &rr, "lookup.intent");
+    gate_base_record(c, &rr, "lookup.intent");
     rr.decision = "allow";
     rr.rule = "granted";
     enum audit_submit_rc rc = submit_record(c, &rr, AUDIT_LOOKUP, intent_done);
@@ -883,9 +676,9 @@ static void quota_done(void *arg, const struct quota_result *res)
         hist_observe(&c->w->met.h_store, res->store_us);
     switch (res->outcome) {
     case QUOTA_ADMITTED:
-        count_decision(c, DECISION_ALLOW);
-        count_near_limit(c);
-        signal_decision(c, DECISION_ALLOW);
+        gate_count_decision(c, DECISION_ALLOW);
+        gate_count_near_limit(c);
+        gate_signal_decision(c, DECISION_ALLOW);
         if (res->degraded)
             log_warn("%s %s account %s admitted by the local fallback: %s", c->peer_ip,
                      c->request_id, g->dec.account->id, res->reason);
@@ -951,7 +744,7 @@ static void dispatch(struct conn *c)
         c->pol = policy_ref(c->w->policy);
     if (auth_throttled(c, 0))
         return;
-    fill_request(c, &rq);
+    gate_fill_request(c, &rq);
     policy_decide(c->pol, &rq, &c->gate->dec);
     if (c->gate->dec.decision != DECISION_ALLOW) {
         refuse_decision(c, 0);
@@ -971,7 +764,7 @@ static int refuse_before_body(struct conn *c)
     c->gate = gate_get(c->w);
     if (auth_throttled(c, 1)) /* closes: the body is still on the wire */
         return 1;
-    fill_request(c, &rq);
+    gate_fill_request(c, &rq);
     if (policy_authenticate(c->pol, &rq, &c->gate->dec) == DECISION_ALLOW)
         return 0;
     evtimer_del(c->timer);
