@@ -209,9 +209,6 @@ void conn_close_after_response(struct conn *c)
     c->close_after = 1;
 }
 
-/* Decision state comes from a per-worker free list: a gate (5 KB, most of it the quota plan) is
- * needed only while a request is decided and recorded, so an idle connection holds none, and a
- * busy worker does not malloc one per request. */
 /* --- audit records ------------------------------------------------------------------- */
 
 /* Builds rr and hands it to the audit writer; with cb, c waits for it (c->arec). */

@@ -4,6 +4,7 @@
 #include <event2/buffer.h>
 #include <event2/bufferevent_ssl.h>
 #include <http_parser.h>
+#include <stddef.h>
 #include <stdlib.h>
 #include <string.h>
 
@@ -29,7 +30,8 @@ struct gate *gate_get(struct worker *w)
     } else {
         g = xmalloc(sizeof *g);
     }
-    memset(g, 0, sizeof *g);
+    memset(g, 0, offsetof(struct gate, hdrs));
+    g->hdrs[0] = '\0';
     return g;
 }
 

@@ -10,18 +10,21 @@
 #include "proxy/record.h"
 
 /* The decision state of one request: taken from the worker's free list when its head is read,
- * returned when it ends. */
+ * returned when it ends. So an idle connection holds none, and a busy worker does not malloc
+ * one per request. */
 struct gate {
     struct gate *next_free;    /* in the worker's free list */
     struct pol_decision dec;   /* authentication, operation, grant, limits */
-    struct quota_plan plan;    /* counters checked for it */
     struct quota_result qres;  /* what the quota store decided */
     int have_quota;            /* qres is valid */
-    char hdrs[1024];           /* headers for the client: RateLimit, credential expiry */
     char subject_token[65];    /* the citizen ID's HMAC token, once computed */
+    /* Not cleared by gate_get (4.4 of the 5.2 KB): hdrs is an empty string, and the plan is
+     * written by quota_plan_build before the quota is asked, so before have_quota is set. */
+    char hdrs[1024];           /* headers for the client: RateLimit, credential expiry */
+    struct quota_plan plan;    /* counters checked for it */
 };
 
-/* A cleared gate, from the worker's free list or the heap. */
+/* A gate cleared up to hdrs (an empty string), from the worker's free list or the heap. */
 struct gate *gate_get(struct worker *w);
 /* Back to the free list (at most a bounded number are kept). */
 void gate_put(struct worker *w, struct gate *g);
