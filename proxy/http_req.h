@@ -1,6 +1,7 @@
-/* A parsed, validated client request head. http_req_parse runs the strict scanner's output
- * through http-parser and then applies the semantic rules (one Host, one framing header, known
- * transfer codings, method allowlist, target form) so the rest of the proxy can trust it. */
+/* A parsed, validated client request head. http_req_parse splits a head the strict scanner
+ * (http_head.h) has validated into its parts and then applies the semantic rules (one Host, one
+ * framing header, known transfer codings, method allowlist, target form) so the rest of the
+ * proxy can trust it. */
 #ifndef LG_HTTP_REQ_H
 #define LG_HTTP_REQ_H
 
