@@ -32,6 +32,7 @@ struct gate *gate_get(struct worker *w)
     }
     memset(g, 0, offsetof(struct gate, hdrs));
     g->hdrs[0] = '\0';
+    g->reuse.have = 0;
     return g;
 }
 
@@ -85,6 +86,7 @@ void gate_base_record(struct conn *c, struct req_record *rr, const char *type)
         rr->path = c->req.target;
         rr->path_len = c->req.path_len;
     }
+    rr->reuse = g ? &g->reuse : NULL;
     if (g && g->have_quota) {
         rr->plan = &g->plan;
         rr->qres = &g->qres;

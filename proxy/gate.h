@@ -18,13 +18,16 @@ struct gate {
     struct quota_result qres;  /* what the quota store decided */
     int have_quota;            /* qres is valid */
     char subject_token[65];    /* the citizen ID's HMAC token, once computed */
-    /* Not cleared by gate_get (4.4 of the 5.2 KB): hdrs is an empty string, and the plan is
-     * written by quota_plan_build before the quota is asked, so before have_quota is set. */
+    /* Not cleared by gate_get (most of it): hdrs is an empty string, the plan is written by
+     * quota_plan_build before the quota is asked (so before have_quota is set), and reuse is
+     * marked empty. */
     char hdrs[1024];           /* headers for the client: RateLimit, credential expiry */
     struct quota_plan plan;    /* counters checked for it */
+    struct rec_reuse reuse;    /* what the result record repeats of the intent (.have cleared) */
 };
 
-/* A gate cleared up to hdrs (an empty string), from the worker's free list or the heap. */
+/* A gate cleared up to hdrs (an empty string; reuse empty), from the worker's free list or
+ * the heap. */
 struct gate *gate_get(struct worker *w);
 /* Back to the free list (at most a bounded number are kept). */
 void gate_put(struct worker *w, struct gate *g);

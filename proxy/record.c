@@ -70,11 +70,29 @@ static void masked_path(struct jsonw *j, const char *p, size_t n)
     jw_kstr(j, "path", out, o);
 }
 
-void record_request(struct jsonw *j, const struct req_record *r)
+/* Appends a run kept from the intent record: it ends with a value. */
+static void reuse_run(struct jsonw *j, const char *run, size_t len)
+{
+    jw_raw(j, run, len);
+    j->need_comma = 1;
+}
+
+/* Keeps j->buf[from..j->len) in room (of cap bytes); returns its length, or 0 if it does not
+ * fit. */
+static unsigned short keep_run(const struct jsonw *j, size_t from, char *room, size_t cap)
+{
+    size_t n = j->len - from;
+    if (n == 0 || n > cap)
+        return 0;
+    memcpy(room, j->buf + from, n);
+    return (unsigned short)n;
+}
+
+/* From "request_id" to "procedure": who asked, about what, why. */
+static void record_who(struct jsonw *j, const struct req_record *r)
 {
     const struct pol_decision *d = r->dec;
     const struct pol_account *a = d ? d->account : NULL;
-    begin(j, r->time_ms, r->type, r->instance);
     jw_kstrz(j, "request_id", r->request_id);
     jw_kstrz(j, "client", r->client);
     jw_kstrz(j, "tls_client", r->tls_client);
@@ -96,14 +114,11 @@ void record_request(struct jsonw *j, const struct req_record *r)
     jw_kstrz(j, "subject", r->subject_token);
     jw_kstrz(j, "dossier", d && d->dossier[0] ? d->dossier : NULL);
     jw_kstrz(j, "procedure", d && d->procedure[0] ? d->procedure : NULL);
-    jw_kstrz(j, "decision", r->decision);
-    jw_kstrz(j, "rule", r->rule);
-    jw_key(j, "status");
-    if (r->status)
-        jw_int(j, r->status);
-    else
-        jw_null(j);
-    jw_kstrz(j, "detail", r->detail && r->detail[0] ? r->detail : NULL);
+}
+
+/* From "counters" to "policy": the quota counters and how they were decided. */
+static void record_counters(struct jsonw *j, const struct req_record *r)
+{
     jw_key(j, "counters");
     if (r->plan && r->qres && r->qres->n > 0) {
         jw_open(j, '[');
@@ -121,7 +136,40 @@ void record_request(struct jsonw *j, const struct req_record *r)
     jw_kstrz(j, "clock", r->clock);
     jw_kbool(j, "degraded", r->degraded);
     jw_kstrz(j, "policy", r->policy);
-    if (strcmp(r->type, "lookup.result") == 0) {
+}
+
+void record_request(struct jsonw *j, const struct req_record *r)
+{
+    int result = strcmp(r->type, "lookup.result") == 0;
+    struct rec_reuse *ru = r->reuse;
+    int use = ru && ru->have && result;
+    int keep = ru && !ru->have && strcmp(r->type, "lookup.intent") == 0;
+    begin(j, r->time_ms, r->type, r->instance);
+    size_t from = j->len;
+    if (use && ru->who_len)
+        reuse_run(j, ru->who, ru->who_len);
+    else
+        record_who(j, r);
+    if (keep)
+        ru->who_len = keep_run(j, from, ru->who, sizeof ru->who);
+    jw_kstrz(j, "decision", r->decision);
+    jw_kstrz(j, "rule", r->rule);
+    jw_key(j, "status");
+    if (r->status)
+        jw_int(j, r->status);
+    else
+        jw_null(j);
+    jw_kstrz(j, "detail", r->detail && r->detail[0] ? r->detail : NULL);
+    from = j->len;
+    if (use && ru->counters_len)
+        reuse_run(j, ru->counters, ru->counters_len);
+    else
+        record_counters(j, r);
+    if (keep) {
+        ru->counters_len = keep_run(j, from, ru->counters, sizeof ru->counters);
+        ru->have = 1;
+    }
+    if (result) {
         jw_key(j, "upstream");
         if (r->upstream) {
             jw_open(j, '{');

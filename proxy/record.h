@@ -12,6 +12,18 @@ struct pol_decision;
 struct quota_plan;
 struct quota_result;
 
+/* The two runs of a lookup's intent record that its result record repeats byte for byte:
+ * from "request_id" to "procedure", and from "counters" to "policy". Kept by the intent's
+ * record_request and copied by the result's, so the result does not format and escape them
+ * again (the record bytes are the same either way). A run too long for its room is not kept,
+ * and the result builds it as any record does. */
+struct rec_reuse {
+    int have;                     /* the runs below are the intent's; clear it for a new request */
+    unsigned short who_len, counters_len;
+    char who[768];                /* ,"request_id":...,"procedure":... */
+    char counters[512];           /* ,"counters":...,"policy":... */
+};
+
 struct req_record {
     const char *type;            /* "lookup.intent", "lookup.result", "request.refused" */
     int64_t time_ms;
@@ -40,6 +52,7 @@ struct req_record {
     int64_t up_latency_us;
     const char *up_sha256;       /* hex digest of the response body */
     const char *error;           /* why there is no upstream answer, or NULL */
+    struct rec_reuse *reuse;     /* lookups: kept by the intent, used by the result; or NULL */
 };
 
 /* Writes the record text the audit writer expects ("\"time\":...}"). */
