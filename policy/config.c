@@ -13,6 +13,7 @@
 #include "common/log.h"
 #include "common/util.h"
 #include "policy/clock.h"
+#include "policy/quota.h"
 
 #include "policy/jsoncfg.h"
 
@@ -305,6 +306,8 @@ static void load_store(struct cfg_ctx *c, json_t *o, struct cfg_store *s)
             cfg_error(c, "store.key_prefix", "use lower-case letters, digits, '_' and '-'");
             break;
         }
+    if (strlen(s->key_prefix) > QUOTA_PREFIX_MAX)
+        cfg_error(c, "store.key_prefix", "at most %d characters", QUOTA_PREFIX_MAX);
     json_t *sent = json_object_get(o, "sentinels");
     if (sent && !json_is_null(sent))
         load_sentinels(c, sent, s);

@@ -17,6 +17,9 @@
 
 #define QUOTA_MAX_CHECKS 8
 #define QUOTA_WINDOW_MS 60000
+/* Longest store.key_prefix: with names of POL_NAME_MAX, the longest key
+ * ("<prefix>:{a:<account>}:m:<operation>") then fits quota_check.key. */
+#define QUOTA_PREFIX_MAX 20
 
 enum quota_kind {
     QUOTA_MINUTE, /* rolling 60 s window */
@@ -38,6 +41,8 @@ struct quota_check {
     enum quota_kind kind;
     enum quota_level level;
     int limit;
+    /* Lengths of the three strings below, so the command and headers need no strlen. */
+    uint16_t key_len, field_len, name_len;
     char key[160];  /* store key: a sorted set (minute) or a hash (day) */
     char field[96]; /* day: the hash field counted ("n", or "o:<operation>") */
     char name[96];  /* policy name in RateLimit headers and problems: "account-per-minute" */
@@ -47,6 +52,7 @@ struct quota_plan {
     char account[POL_NAME_MAX + 1];
     char susp_key[128];      /* suspension flag of the account */
     char last_key[128];      /* last use of the account */
+    uint16_t susp_len, last_len, member_len; /* their lengths, and member's */
     struct quota_check checks[QUOTA_MAX_CHECKS];
     int n;
     int64_t now_ms;          /* the decision time, or 0: use the store's clock (Redis TIME) */
@@ -84,7 +90,8 @@ struct quota_result {
     int64_t store_us;    /* time the store took (round trip) */
 };
 
-/* Builds the plan for an allowed decision d. prefix is the key prefix ("lg"); now_ms is the
+/* Builds the plan for an allowed decision d. prefix is the key prefix ("lg", at most
+ * QUOTA_PREFIX_MAX characters: longer ones are cut, and config refuses them); now_ms is the
  * time to decide at, or 0 to use the store's clock; proxy_now_ms places the day boundaries.
  * With d->op NULL the plan has the account's, unit's and global counters only (what an
  * operator is shown of an account). */

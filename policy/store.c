@@ -496,37 +496,6 @@ static void op_timer_cb(evutil_socket_t fd, short what, void *arg)
     schedule_reset(s, "command timeout");
 }
 
-/* Sends the command argv as RESP. hiredis's own formatting (sdscatfmt) costs several times
- * more than writing the few length prefixes here. */
-static int send_argv(struct quota_store *s, struct quota_op *op, int argc, const char **argv,
-                     const size_t *argl)
-{
-    size_t need = 24;
-    for (int i = 0; i < argc; i++)
-        need += 24 + argl[i] + 2;
-    char stack[4096];
-    char *buf = need <= sizeof stack ? stack : xmalloc(need);
-    size_t o = 0;
-    buf[o++] = '*';
-    o += fmt_i64(buf + o, argc);
-    buf[o++] = '\r';
-    buf[o++] = '\n';
-    for (int i = 0; i < argc; i++) {
-        buf[o++] = '$';
-        o += fmt_i64(buf + o, (int64_t)argl[i]);
-        buf[o++] = '\r';
-        buf[o++] = '\n';
-        memcpy(buf + o, argv[i], argl[i]);
-        o += argl[i];
-        buf[o++] = '\r';
-        buf[o++] = '\n';
-    }
-    int rc = redisAsyncFormattedCommand(s->ac, reply_cb, op, buf, o);
-    if (buf != stack)
-        free(buf);
-    return rc == REDIS_OK ? 0 : -1;
-}
-
 /* EVAL of the read script over op's reads. */
 static int send_read(struct quota_op *op)
 {
@@ -588,43 +557,81 @@ static int send_op(struct quota_op *op)
     }
 }
 
+/* RESP bulk strings, written straight into a buffer the caller sized (n + 25 bytes each). */
+static size_t resp_bulk(char *out, const char *s, size_t n)
+{
+    size_t o = 0;
+    out[o++] = '$';
+    o += fmt_i64(out + o, (int64_t)n);
+    out[o++] = '\r';
+    out[o++] = '\n';
+    memcpy(out + o, s, n);
+    o += n;
+    out[o++] = '\r';
+    out[o++] = '\n';
+    return o;
+}
+
+static size_t resp_num(char *out, int64_t v)
+{
+    char num[24];
+    return resp_bulk(out, num, fmt_i64(num, v));
+}
+
+/* The admission command: LOOKUPGATE.ADMIT, or EVALSHA/EVAL of quota_script, with the same
+ * keys and arguments (see quota_script). Built from the plan's lengths: no strlen, no argv. */
 static int send_script(struct quota_op *op, int eval)
 {
     struct quota_store *s = op->s;
     const struct quota_plan *pl = &op->plan;
-    const char *argv[64];
-    size_t argl[64];
-    char nums[40][24];
-    int argc = 0, ni = 0;
-#define ARG(str) (argv[argc] = (str), argl[argc] = strlen(argv[argc]), argc++)
-#define NUM(v) (fmt_i64(nums[ni], (int64_t)(v)), ARG(nums[ni++]))
+    const char *script = NULL;
+    size_t script_len = 0;
     op->via_module = s->module && !eval;
-    if (op->via_module) {
-        ARG("LOOKUPGATE.ADMIT");
-    } else {
-        ARG(eval ? "EVAL" : "EVALSHA");
-        ARG(eval ? quota_script : s->sha);
+    if (!op->via_module) {
+        script = eval ? quota_script : s->sha;
+        script_len = eval ? sizeof quota_script - 1 : sizeof s->sha - 1;
     }
-    NUM(2 + pl->n);
-    ARG(pl->susp_key);
-    ARG(pl->last_key);
+    int argc = (op->via_module ? 1 : 2) + 1 + 2 + pl->n + 2 + 4 + 3 + 1 + 3 * pl->n;
+    /* Every argument is at most 25 bytes of framing and a number at most 20 digits. */
+    size_t need = 24 + (size_t)argc * 45 + script_len + pl->susp_len + pl->last_len +
+                  pl->member_len;
     for (int i = 0; i < pl->n; i++)
-        ARG(pl->checks[i].key);
-    NUM(pl->now_ms);
-    ARG(pl->member);
-    for (int i = 0; i < 4; i++)
-        NUM(pl->days.start_ms[i]);
-    for (int i = 0; i < 3; i++)
-        NUM(pl->days.id[i]);
-    NUM(pl->n);
-    for (int i = 0; i < pl->n; i++) {
-        ARG(pl->checks[i].kind == QUOTA_MINUTE ? "m" : "d");
-        NUM(pl->checks[i].limit);
-        ARG(pl->checks[i].field);
+        need += (size_t)pl->checks[i].key_len + pl->checks[i].field_len;
+    char stack[4096];
+    char *buf = need <= sizeof stack ? stack : xmalloc(need);
+    size_t o = 0;
+    buf[o++] = '*';
+    o += fmt_i64(buf + o, argc);
+    buf[o++] = '\r';
+    buf[o++] = '\n';
+    if (op->via_module) {
+        o += resp_bulk(buf + o, "LOOKUPGATE.ADMIT", 16);
+    } else {
+        o += eval ? resp_bulk(buf + o, "EVAL", 4) : resp_bulk(buf + o, "EVALSHA", 7);
+        o += resp_bulk(buf + o, script, script_len);
     }
-#undef ARG
-#undef NUM
-    return send_argv(s, op, argc, argv, argl);
+    o += resp_num(buf + o, 2 + pl->n);
+    o += resp_bulk(buf + o, pl->susp_key, pl->susp_len);
+    o += resp_bulk(buf + o, pl->last_key, pl->last_len);
+    for (int i = 0; i < pl->n; i++)
+        o += resp_bulk(buf + o, pl->checks[i].key, pl->checks[i].key_len);
+    o += resp_num(buf + o, pl->now_ms);
+    o += resp_bulk(buf + o, pl->member, pl->member_len);
+    for (int i = 0; i < 4; i++)
+        o += resp_num(buf + o, pl->days.start_ms[i]);
+    for (int i = 0; i < 3; i++)
+        o += resp_num(buf + o, pl->days.id[i]);
+    o += resp_num(buf + o, pl->n);
+    for (int i = 0; i < pl->n; i++) {
+        const struct quota_check *c = &pl->checks[i];
+        o += resp_bulk(buf + o, c->kind == QUOTA_MINUTE ? "m" : "d", 1);
+        o += resp_num(buf + o, c->limit);
+        o += resp_bulk(buf + o, c->field, c->field_len);
+    }
+    int rc = redisAsyncFormattedCommand(s->ac, reply_cb, op, buf, o);
+    if (buf != stack)
+        free(buf);
+    return rc == REDIS_OK ? 0 : -1;
 }
 
 /* --- connection management ------------------------------------------------------------- */

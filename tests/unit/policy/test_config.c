@@ -66,6 +66,22 @@ static void test_errors(void)
     CHECK(strstr(err, "key \"store.quota_command\": expected \"auto\" or \"script\"") != NULL);
     unlink(p);
 
+    /* a key prefix long enough to cut the store's keys is refused */
+    p = check_write_tmp("{\"listeners\": [{\"address\": \"127.0.0.1:8080\"}],\n"
+                        " \"upstream\": {\"url\": \"http://127.0.0.1:9000\"},\n"
+                        " \"store\": {\"key_prefix\": \"abcdefghij0123456789x\"}}\n");
+    CHECK(config_load(p, err, sizeof err) == NULL);
+    CHECK(strstr(err, "key \"store.key_prefix\": at most 20 characters") != NULL);
+    unlink(p);
+    p = check_write_tmp("{\"listeners\": [{\"address\": \"127.0.0.1:8080\"}],\n"
+                        " \"upstream\": {\"url\": \"http://127.0.0.1:9000\"},\n"
+                        " \"store\": {\"key_prefix\": \"abcdefghij0123456789\"}}\n");
+    /* (refused only for the missing policy and audit sections) */
+    CHECK(config_load(p, err, sizeof err) == NULL);
+    CHECK(strstr(err, "key \"policy\": is required") != NULL);
+    CHECK(strstr(err, "key_prefix") == NULL);
+    unlink(p);
+
     p = check_write_tmp("{\"upstream\": {\"url\": \"ftp://x\"}}");
     CHECK(config_load(p, err, sizeof err) == NULL);
     CHECK(strstr(err, "key \"listeners\": is required") != NULL);

@@ -9,6 +9,7 @@
 #include "../check.h"
 #include "policy/clock.h"
 #include "policy/policy.h"
+#include "policy/quota.h"
 #include "policy/replypool.h"
 #include "policy/route.h"
 #include <hiredis/hiredis.h>
@@ -202,6 +203,87 @@ static void test_tokens(void)
     CHECK(strcmp(tok, tok2) != 0);
 }
 
+/* policy/quota: a plan's keys, fields and names in full, with their lengths, for the longest
+ * names and prefix allowed (nothing cut), and for short ones; RateLimit headers from them. */
+static void test_plan(void)
+{
+    char acct[POL_NAME_MAX + 1], unit[POL_NAME_MAX + 1], opname[POL_NAME_MAX + 1];
+    char prefix[QUOTA_PREFIX_MAX + 1], want[256];
+    for (int round = 0; round < 2; round++) {
+        int longest = round == 0;
+        memset(acct, 'a', POL_NAME_MAX);
+        memset(unit, 'u', POL_NAME_MAX);
+        memset(opname, 'o', POL_NAME_MAX);
+        memset(prefix, 'p', QUOTA_PREFIX_MAX);
+        acct[longest ? POL_NAME_MAX : 3] = '\0';
+        unit[longest ? POL_NAME_MAX : 1] = '\0';
+        opname[longest ? POL_NAME_MAX : 5] = '\0';
+        prefix[longest ? QUOTA_PREFIX_MAX : 2] = '\0';
+        struct pol_unit u = {.name = unit};
+        struct pol_account a = {.id = acct, .unit = &u};
+        struct pol_operation op = {.name = opname};
+        struct pol_decision d = {.account = &a, .op = &op,
+                                 .limits = {1, 2, 3, 4, 5, 6, 7, 8}};
+        struct quota_plan *pl = calloc(1, sizeof *pl);
+        quota_plan_build(pl, prefix, &d, 0, 1763700000000, "member-1");
+        CHECK_INT(pl->n, 8);
+        CHECK(strcmp(pl->account, acct) == 0);
+        snprintf(want, sizeof want, "%s:{a:%s}:suspended", prefix, acct);
+        CHECK(strcmp(pl->susp_key, want) == 0);
+        CHECK_INT(pl->susp_len, strlen(want));
+        snprintf(want, sizeof want, "%s:{a:%s}:last", prefix, acct);
+        CHECK(strcmp(pl->last_key, want) == 0);
+        CHECK_INT(pl->last_len, strlen(want));
+        CHECK(strcmp(pl->member, "member-1") == 0);
+        CHECK_INT(pl->member_len, 8);
+        char susp[128];
+        quota_susp_key(susp, sizeof susp, prefix, acct);
+        CHECK(strcmp(susp, pl->susp_key) == 0);
+        const char *scope[8] = {"a:", "a:", "a:", "a:", "u:", "u:", "g", "g"};
+        const char *id[8] = {acct, acct, acct, acct, unit, unit, "", ""};
+        const char *suffix[8] = {"m", "d", "m:", "d", "m", "d", "m", "d"};
+        const char *field[8] = {"", "n", "", "o:", "", "n", "", "n"};
+        const char *name[8] = {"account-per-minute", "account-per-day", "-per-minute",
+                               "-per-day", "unit-per-minute", "unit-per-day",
+                               "global-per-minute", "global-per-day"};
+        for (int i = 0; i < 8; i++) {
+            const struct quota_check *c = &pl->checks[i];
+            CHECK_INT(c->limit, i + 1);
+            CHECK_INT(c->kind, i % 2 ? QUOTA_DAY : QUOTA_MINUTE);
+            snprintf(want, sizeof want, "%s:{%s%s}:%s%s", prefix, scope[i], id[i], suffix[i],
+                     i == 2 ? opname : "");
+            CHECK(strcmp(c->key, want) == 0);
+            CHECK_INT(c->key_len, strlen(want));
+            snprintf(want, sizeof want, "%s%s", field[i], i == 3 ? opname : "");
+            CHECK(strcmp(c->field, want) == 0);
+            CHECK_INT(c->field_len, strlen(want));
+            snprintf(want, sizeof want, "%s%s", i == 2 || i == 3 ? opname : "", name[i]);
+            CHECK(strcmp(c->name, want) == 0);
+            CHECK_INT(c->name_len, strlen(want));
+        }
+        /* The copy an admission keeps is the same plan. */
+        struct quota_plan *cp = calloc(1, sizeof *cp);
+        quota_plan_copy(cp, pl);
+        CHECK(memcmp(cp->checks, pl->checks, sizeof pl->checks) == 0);
+        CHECK(strcmp(cp->member, pl->member) == 0 && cp->member_len == pl->member_len);
+        CHECK(strcmp(cp->susp_key, pl->susp_key) == 0 && cp->last_len == pl->last_len);
+        struct quota_result r = {.n = 8};
+        for (int i = 0; i < 8; i++)
+            r.c[i] = (struct quota_counter){.used = 1, .limit = i + 1, .reset_ms = 1500};
+        char h[2048];
+        quota_headers(h, sizeof h, pl, &r);
+        snprintf(want, sizeof want,
+                 "RateLimit-Policy: \"account-per-minute\";q=1;w=60, "
+                 "\"account-per-day\";q=2;w=86400, \"%s-per-minute\";q=3;w=60, ",
+                 opname);
+        CHECK(strncmp(h, want, strlen(want)) == 0);
+        CHECK(strstr(h, "\r\nRateLimit: \"account-per-minute\";r=0;t=2, ") != NULL);
+        CHECK(strstr(h, "\"global-per-day\";r=7;t=2\r\n") != NULL);
+        free(cp);
+        free(pl);
+    }
+}
+
 /* policy/replypool: every kind of reply (strings and arrays longer than the node's own room,
  * nesting, nil, errors, an empty array) reads the same as with hiredis's allocations; nodes
  * come back to the pool and are reused; a protocol error in the middle of an array frees the
@@ -267,6 +349,7 @@ int main(void)
     test_routes();
     test_days();
     test_tokens();
+    test_plan();
     test_reply_pool();
     return check_done("test_policy");
 }
