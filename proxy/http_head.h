@@ -35,7 +35,14 @@ int http_head_scan(struct head_scan *s, const char *buf, size_t len,
 /* 1 for a tchar (RFC 9110 token character). */
 int http_is_tchar(unsigned char c);
 
-/* 1 for headers whose values must be plain ASCII (identity, framing, routing). */
+/* What a field name is to lookupgate: HNAME_SENSITIVE, its value must be plain ASCII
+ * (identity, framing, routing); HNAME_DROPPED, it is never forwarded upstream (hop-by-hop,
+ * framing, set by lookupgate, identity-like). Case-insensitive. */
+#define HNAME_SENSITIVE 1u
+#define HNAME_DROPPED 2u
+unsigned http_name_class(const char *name, size_t len);
+
+/* http_name_class(name, len) & HNAME_SENSITIVE */
 int http_header_is_sensitive(const char *name, size_t len);
 
 #endif

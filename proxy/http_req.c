@@ -177,23 +177,9 @@ static int apply_connection(struct http_req *r, const struct http_hdr *h, int *c
     return 0;
 }
 
-/* Fields never forwarded: hop-by-hop, framing, ours to set, and identity-like. */
-static int header_dropped(const char *n, size_t l)
+int http_header_dropped(const char *n, size_t len)
 {
-    static const struct name_len exact[] = {
-        NAME_LEN("connection"), NAME_LEN("keep-alive"), NAME_LEN("proxy-connection"),
-        NAME_LEN("te"), NAME_LEN("trailer"), NAME_LEN("transfer-encoding"), NAME_LEN("upgrade"),
-        NAME_LEN("proxy-authorization"), NAME_LEN("proxy-authenticate"),
-        NAME_LEN("content-length"), NAME_LEN("host"), NAME_LEN("expect"),
-        NAME_LEN("authorization"), NAME_LEN("forwarded"), NAME_LEN("x-real-ip"),
-        NAME_LEN("x-client-ip"), NAME_LEN("x-request-id"),
-    };
-    static const struct name_len prefix[] = {
-        NAME_LEN("x-lookup-"), NAME_LEN("x-forwarded-"), NAME_LEN("x-account"),
-        NAME_LEN("x-user-"),
-    };
-    return ascii_in_nocase(n, l, exact, ARRAY_LEN(exact), 0) ||
-           ascii_in_nocase(n, l, prefix, ARRAY_LEN(prefix), 1);
+    return (http_name_class(n, len) & HNAME_DROPPED) != 0;
 }
 
 static int check_content_length(struct http_req *r, const struct http_hdr *h,
@@ -238,7 +224,7 @@ static int check_fields(struct http_req *r, const struct http_limits *lim, const
         struct http_hdr *h = &r->hdrs[i];
         int tab_after = tab_after_value(h->value, h->vlen);
         trim_ows(&h->value, &h->vlen);
-        if (header_dropped(h->name, h->nlen))
+        if (http_header_dropped(h->name, h->nlen))
             h->flags |= HDR_DROP;
         if (ascii_eq_nocase(h->name, h->nlen, "host")) {
             nhost++;

@@ -45,6 +45,9 @@ struct http_req {
 int http_req_parse(struct http_req *r, struct arena *a, const char *buf, size_t len,
                    const struct http_limits *lim, const char **reason);
 
+/* http_name_class(name, len) & HNAME_DROPPED: a request field never forwarded upstream. */
+int http_header_dropped(const char *name, size_t len);
+
 /* Checks an origin-form target: returns 0 or 400 with *reason. Exposed for tests. */
 int http_target_check(const char *t, size_t len, size_t *path_len, const char **reason);
 

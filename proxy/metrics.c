@@ -34,8 +34,8 @@ const char *const met_signal_text[] = {"quota-refusals", "outside-hours", "disti
 int met_kind_index(const char *type)
 {
     int i = 0;
-    for (; met_kinds[i]; i++)
-        if (strcmp(met_kinds[i], type) == 0)
+    for (; met_kinds[i]; i++) /* every refusal comes here: the first byte before the rest */
+        if (met_kinds[i][0] == type[0] && strcmp(met_kinds[i], type) == 0)
             return i;
     return i - 1; /* "error" */
 }

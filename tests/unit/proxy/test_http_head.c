@@ -1,5 +1,6 @@
 /* Unit tests for proxy/http_head.c and proxy/http_req.c: the strict head scanner and the
  * semantic checks, each vector whole and split byte by byte. */
+#include <ctype.h>
 #include <event2/buffer.h>
 #include <http_parser.h>
 #include <stdlib.h>
@@ -375,9 +376,98 @@ static void test_name_tables(void)
     CHECK_INT(ascii_in_nocase("xbcd", 4, t, 2, 1), 0);
 }
 
+/* The tables of names that http_header_is_sensitive and http_header_dropped once scanned:
+ * the switches that replaced them must agree on every name here, in every case mix, and on
+ * each with a byte cut, changed or added (what could fool a switch on the first letter). */
+static int sensitive_by_table(const char *n, size_t len)
+{
+    static const struct name_len exact[] = {
+        NAME_LEN("host"), NAME_LEN("authorization"), NAME_LEN("content-length"),
+        NAME_LEN("transfer-encoding"), NAME_LEN("connection"), NAME_LEN("expect"),
+        NAME_LEN("upgrade"), NAME_LEN("te"), NAME_LEN("trailer"), NAME_LEN("forwarded"),
+        NAME_LEN("x-real-ip"), NAME_LEN("x-dossier-id"), NAME_LEN("x-procedure-code"),
+        NAME_LEN("soapaction"), NAME_LEN("content-type"), NAME_LEN("keep-alive"),
+        NAME_LEN("proxy-connection"),
+    };
+    static const struct name_len prefix[] = {
+        NAME_LEN("x-lookup-"), NAME_LEN("x-forwarded-"), NAME_LEN("x-account"),
+        NAME_LEN("x-request-id"),
+    };
+    return ascii_in_nocase(n, len, exact, ARRAY_LEN(exact), 0) ||
+           ascii_in_nocase(n, len, prefix, ARRAY_LEN(prefix), 1);
+}
+
+static int dropped_by_table(const char *n, size_t len)
+{
+    static const struct name_len exact[] = {
+        NAME_LEN("connection"), NAME_LEN("keep-alive"), NAME_LEN("proxy-connection"),
+        NAME_LEN("te"), NAME_LEN("trailer"), NAME_LEN("transfer-encoding"), NAME_LEN("upgrade"),
+        NAME_LEN("proxy-authorization"), NAME_LEN("proxy-authenticate"),
+        NAME_LEN("content-length"), NAME_LEN("host"), NAME_LEN("expect"),
+        NAME_LEN("authorization"), NAME_LEN("forwarded"), NAME_LEN("x-real-ip"),
+        NAME_LEN("x-client-ip"), NAME_LEN("x-request-id"),
+    };
+    static const struct name_len prefix[] = {
+        NAME_LEN("x-lookup-"), NAME_LEN("x-forwarded-"), NAME_LEN("x-account"),
+        NAME_LEN("x-user-"),
+    };
+    return ascii_in_nocase(n, len, exact, ARRAY_LEN(exact), 0) ||
+           ascii_in_nocase(n, len, prefix, ARRAY_LEN(prefix), 1);
+}
+
+static int names_checked;
+
+static void agree(const char *n, size_t len)
+{
+    int s = http_header_is_sensitive(n, len), d = http_header_dropped(n, len);
+    if (s != sensitive_by_table(n, len) || d != dropped_by_table(n, len))
+        fprintf(stderr, "name \"%.*s\": sensitive %d, dropped %d\n", (int)len, n, s, d);
+    CHECK_INT(s, sensitive_by_table(n, len));
+    CHECK_INT(d, dropped_by_table(n, len));
+    names_checked++;
+}
+
+static void test_name_switches(void)
+{
+    static const char *const names[] = {
+        "host", "authorization", "content-length", "transfer-encoding", "connection", "expect",
+        "upgrade", "te", "trailer", "forwarded", "x-real-ip", "x-dossier-id",
+        "x-procedure-code", "soapaction", "content-type", "keep-alive", "proxy-connection",
+        "proxy-authorization", "proxy-authenticate", "x-client-ip", "x-request-id",
+        "x-lookup-", "x-lookup-account", "x-forwarded-", "x-forwarded-for", "x-account",
+        "x-account-id", "x-user-", "x-user-name", "accept", "user-agent", "x-", "x", "",
+        "@ost", "[e", "\x7f", "\xc8ost",
+    };
+    char buf[64];
+    for (size_t i = 0; i < ARRAY_LEN(names); i++) {
+        size_t len = strlen(names[i]);
+        agree(names[i], len);
+        for (size_t mask = 0; mask < 8; mask++) { /* case mixes of the first three bytes */
+            memcpy(buf, names[i], len);
+            for (size_t k = 0; k < 3 && k < len; k++)
+                if ((mask >> k) & 1)
+                    buf[k] = (char)toupper((unsigned char)buf[k]);
+            agree(buf, len);
+        }
+        for (size_t k = 0; k < len; k++) {
+            memcpy(buf, names[i], len);
+            agree(buf, k); /* cut */
+            buf[k] ^= 0x20;                  /* the other case, or another byte */
+            agree(buf, len);
+            buf[k] = (char)(names[i][k] + 1); /* a neighbour */
+            agree(buf, len);
+        }
+        memcpy(buf, names[i], len);
+        buf[len] = 'x';
+        agree(buf, len + 1); /* one byte more */
+    }
+    CHECK(names_checked > 1000);
+}
+
 int main(void)
 {
     test_name_tables();
+    test_name_switches();
     test_vectors();
     test_nul_in_value();
     test_limits();
