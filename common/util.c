@@ -121,6 +121,17 @@ size_t fmt_i64(char *out, int64_t v)
         100000000ULL, 1000000000ULL, 10000000000ULL, 100000000000ULL, 1000000000000ULL,
         10000000000000ULL, 100000000000000ULL, 1000000000000000ULL, 10000000000000000ULL,
         100000000000000000ULL, 1000000000000000000ULL, 10000000000000000000ULL};
+    if ((uint64_t)v < 100) { /* most numbers written: lengths, counts, limits */
+        if (v < 10) {
+            out[0] = (char)('0' + v);
+            out[1] = '\0';
+            return 1;
+        }
+        out[0] = pairs[v * 2];
+        out[1] = pairs[v * 2 + 1];
+        out[2] = '\0';
+        return 2;
+    }
     uint64_t u = v < 0 ? (uint64_t)0 - (uint64_t)v : (uint64_t)v;
     /* The digit count from the bit length (log10(2) ~ 1233/4096), corrected by one table
      * lookup, instead of a division per digit. */

@@ -206,15 +206,16 @@ static void test_format_time(void)
 }
 
 /* fmt_i64 (the writer's and the Redis command's numbers) against snprintf, at every power of
- * ten and its neighbours, both signs, and the ends of the range. */
+ * ten and its neighbours, both signs, the ends of the range, and every number to 1,000 either
+ * side of zero (the short ones have their own path). */
 static void test_fmt_i64(void)
 {
-    int64_t vals[200];
+    int64_t vals[200 + 2001];
     size_t n = 0;
     vals[n++] = INT64_MIN;
     vals[n++] = INT64_MAX;
     vals[n++] = INT64_MIN + 1;
-    for (int64_t p = 1; n + 6 <= sizeof vals / sizeof vals[0]; p *= 10) {
+    for (int64_t p = 1; n + 6 <= 200; p *= 10) {
         int64_t c[3] = {p - 1, p, p + 1};
         for (int k = 0; k < 3; k++) {
             vals[n++] = c[k];
@@ -223,6 +224,8 @@ static void test_fmt_i64(void)
         if (p > INT64_MAX / 10)
             break;
     }
+    for (int64_t v = -1000; v <= 1000; v++)
+        vals[n++] = v;
     for (size_t i = 0; i < n; i++) {
         char got[24], want[24];
         memset(got, 'x', sizeof got);
