@@ -43,11 +43,6 @@ struct name_len {
     size_t n;
 };
 #define NAME_LEN(lit) {"" lit, sizeof(lit) - 1}
-/* For a switch on a name's first letter (n[0] | 0x20 is a letter only for that letter in either
- * case): whether n[0..len) is, or starts with, the lower-case literal, ignoring ASCII case. */
-#define NAME_IS(n, len, lit) ((len) == sizeof(lit) - 1 && ascii_eqn_nocase(n, lit, sizeof(lit) - 1))
-#define NAME_STARTS(n, len, lit) \
-    ((len) >= sizeof(lit) - 1 && ascii_eqn_nocase(n, lit, sizeof(lit) - 1))
 /* 1 if a[0..alen) equals one of t[0..n) ignoring ASCII case, or with prefix set, starts with
  * one of them. */
 int ascii_in_nocase(const char *a, size_t alen, const struct name_len *t, size_t n, int prefix);

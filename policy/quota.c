@@ -163,29 +163,20 @@ void quota_headers(char *buf, size_t len, const struct quota_plan *pl,
     sb_str(&b, "RateLimit-Policy: ");
     for (int i = 0; i < pl->n; i++) {
         const struct quota_check *c = &pl->checks[i];
-        if (i)
-            sb_mem(&b, ", \"", 3);
-        else
-            sb_mem(&b, "\"", 1);
+        sb_str(&b, i ? ", \"" : "\"");
         sb_mem(&b, c->name, c->name_len);
-        sb_mem(&b, "\";q=", 4);
+        sb_str(&b, "\";q=");
         sb_int(&b, c->limit);
-        if (c->kind == QUOTA_MINUTE)
-            sb_mem(&b, ";w=60", 5);
-        else
-            sb_mem(&b, ";w=86400", 8);
+        sb_str(&b, c->kind == QUOTA_MINUTE ? ";w=60" : ";w=86400");
     }
     sb_str(&b, "\r\nRateLimit: ");
     for (int i = 0; i < pl->n; i++) {
         int rem = r->c[i].limit - r->c[i].used;
-        if (i)
-            sb_mem(&b, ", \"", 3);
-        else
-            sb_mem(&b, "\"", 1);
+        sb_str(&b, i ? ", \"" : "\"");
         sb_mem(&b, pl->checks[i].name, pl->checks[i].name_len);
-        sb_mem(&b, "\";r=", 4);
+        sb_str(&b, "\";r=");
         sb_int(&b, rem < 0 ? 0 : rem);
-        sb_mem(&b, ";t=", 3);
+        sb_str(&b, ";t=");
         sb_int(&b, ceil_s(r->c[i].reset_ms));
     }
     sb_str(&b, "\r\n");

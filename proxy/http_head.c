@@ -19,13 +19,13 @@ int http_is_tchar(unsigned char c)
 unsigned http_name_class(const char *n, size_t len)
 {
     enum { S = HNAME_SENSITIVE, D = HNAME_DROPPED, SD = S | D };
-#define IS(lit, c)                 \
-    if (NAME_IS(n, len, lit))      \
+#define IS(lit, c)                    \
+    if (ascii_eq_nocase(n, len, lit))     \
         return c;
-#define STARTS(lit, c)             \
-    if (NAME_STARTS(n, len, lit))  \
+#define STARTS(lit, c)                    \
+    if (ascii_prefix_nocase(n, len, lit)) \
         return c;
-    if (len == 0)
+    if (len == 0) /* n[0] | 0x20 is a given letter only for that letter in either case */
         return 0;
     switch (n[0] | 0x20) {
     case 'a':
