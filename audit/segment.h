@@ -1,6 +1,15 @@
 /* Segment files: naming, listing, and reading a segment's lines.
  * A segment is "<instance>-<YYYYMMDD>-<first seq, 12 digits>.jsonl" in the audit directory;
- * its first line is a "segment" record that chains it to the previous one. */
+ * its first line is a "segment" record that chains it to the previous one: that one's name,
+ * length ("bytes"), lines digest and last checkpoint.
+ *
+ * The lines digest ("lines_sha256") is the SHA-256 of the RFC 6962 leaf hashes
+ * (SHA-256(0x00 || line), the line without its newline) of the segment's lines, in order,
+ * checkpoint lines included. With the length it pins every byte of the segment, as a SHA-256 of
+ * the file would, but the writer gets it from the leaf hashes it makes anyway: hashing each
+ * record a second time for a file digest was about a tenth of the gateway's CPU per lookup on
+ * CPUs without SHA extensions (bench/RESULTS.md, fourteenth pass). Headers written before it
+ * carry "sha256", the SHA-256 of the previous file; lookupgate-audit verify checks either. */
 #ifndef LG_AUDIT_SEGMENT_H
 #define LG_AUDIT_SEGMENT_H
 

@@ -10,7 +10,7 @@
 #include "audit/audit.h"
 #include "audit/crypto.h"
 #include "audit/merkle.h"
-#include <openssl/sha.h>
+#include "common/sha256.h"
 
 int64_t audit_parse_time(const char *s)
 {
@@ -117,7 +117,8 @@ static void note(struct verify_result *r, const char *fmt, ...)
 /* The header of a segment against what the previous segment really was. */
 static void check_header(struct vstate *v, json_t *h, const char *where, long idx,
                          const struct seg_file *prevf, uint64_t prev_bytes,
-                         const uint8_t prev_sha[32], int prev_have_cp, uint64_t prev_cp_size,
+                         const uint8_t prev_lines[32], const uint8_t prev_file_sha[32],
+                         int prev_have_cp, uint64_t prev_cp_size,
                          const char *prev_cp_root, const char *prev_cp_sig, const char *fname)
 {
     struct verify_result *r = v->r;
@@ -143,19 +144,24 @@ static void check_header(struct vstate *v, json_t *h, const char *where, long id
         return;
     if (idx == 0)
         return;
-    const char *pf = jstr(prev, "file"), *psha = jstr(prev, "sha256");
+    /* "lines_sha256", the lines digest (segment.h); headers written before it have
+     * "sha256", the SHA-256 of the previous file. */
+    const char *pf = jstr(prev, "file"), *plines = jstr(prev, "lines_sha256");
+    const char *psha = jstr(prev, "sha256");
     json_t *pb = json_object_get(prev, "bytes"), *pcp = json_object_get(prev, "checkpoint");
-    char sha[65];
-    hex_encode(prev_sha, 32, sha);
+    char lines[65], sha[65];
+    hex_encode(prev_lines, 32, lines);
+    hex_encode(prev_file_sha, 32, sha);
     if (!json_is_object(prev) || !pf || strcmp(pf, prevf->name) != 0) {
         fail(r, "%s: the segment header does not chain to the previous segment %s: a segment "
                 "is missing or was replaced", where, prevf->name);
         return;
     }
-    if (!json_is_integer(pb) || (uint64_t)json_integer_value(pb) != prev_bytes || !psha ||
-        strcmp(psha, sha) != 0) {
+    if (!json_is_integer(pb) || (uint64_t)json_integer_value(pb) != prev_bytes ||
+        (!plines && !psha) || (plines && strcmp(plines, lines) != 0) ||
+        (psha && strcmp(psha, sha) != 0)) {
         fail(r, "%s: the previous segment %s is not the one this header chains to (length or "
-                "SHA-256 differ): it was altered, truncated or replaced", where, prevf->name);
+                "digest differ): it was altered, truncated or replaced", where, prevf->name);
         return;
     }
     if (prev_have_cp) {
@@ -301,7 +307,7 @@ static void check_checkpoint(struct vstate *v, json_t *o, const char *line, cons
     snprintf(r->cp_line, sizeof r->cp_line, "%s", line);
 }
 
-/* The "prev" object of segment idx+1's header, when it exists and parses. */
+/* The header of segment idx+1, when it exists and its "prev_segment" has a length. */
 static json_t *next_prev(const struct seg_file *segs, long n, long idx, uint64_t *bytes)
 {
     if (idx + 1 >= n)
@@ -338,7 +344,7 @@ void audit_verify(const struct seg_file *segs, long n, const struct verify_opts 
     audit_origin(v.instance, v.origin, sizeof v.origin);
     /* What the previous segment was, for the next header. */
     uint64_t prev_bytes = 0;
-    uint8_t prev_sha[32] = {0};
+    uint8_t prev_lines[32] = {0}, prev_file_sha[32] = {0};
     int prev_have_cp = 0;
     uint64_t prev_cp_size = 0;
     char prev_cp_root[48] = "", prev_cp_sig[92] = "";
@@ -353,10 +359,14 @@ void audit_verify(const struct seg_file *segs, long n, const struct verify_opts 
         r->segments++;
         size_t limit = d.len;
         uint64_t nb = 0;
-        int have_next = 0;
+        int have_next = 0, next_file_sha = 0;
+        struct sha256_state lines;
+        sha256_init(&lines);
         json_t *nh = next_prev(segs, n, i, &nb);
         if (nh) {
             have_next = 1;
+            /* The next header written before lines digests: it has this file's SHA-256. */
+            next_file_sha = jstr(json_object_get(nh, "prev_segment"), "sha256") != NULL;
             /* A segment sealed after a write error may hold bytes after its durable end. */
             json_t *sealed = json_object_get(json_object_get(nh, "prev_segment"), "sealed");
             if (json_is_string(sealed) && nb < d.len) {
@@ -404,19 +414,24 @@ void audit_verify(const struct seg_file *segs, long n, const struct verify_opts 
                         fail(r, "%s: the segment does not start with its header", where);
                     else
                         check_header(&v, obj, where, i, i > 0 ? &segs[i - 1] : NULL, prev_bytes,
-                                     prev_sha, prev_have_cp, prev_cp_size, prev_cp_root,
-                                     prev_cp_sig, f->name);
+                                     prev_lines, prev_file_sha, prev_have_cp, prev_cp_size,
+                                     prev_cp_root, prev_cp_sig, f->name);
                 }
                 if (r->ok)
                     check_record(&v, obj, copy, ll, where);
+                /* check_record leaves the line's leaf hash in prev_leaf. */
+                sha256_update(&lines, v.prev_leaf, 32);
             } else if (lineno == 1) {
                 fail(r, "%s: the segment does not start with its header", where);
             } else {
                 const char *type = jstr(obj, "type");
+                uint8_t lh[32];
                 if (type && strcmp(type, "checkpoint") == 0)
                     check_checkpoint(&v, obj, copy, where);
                 else
                     fail(r, "%s: a line that is neither a record nor a checkpoint", where);
+                merkle_leaf_hash(line, ll, lh);
+                sha256_update(&lines, lh, sizeof lh);
             }
             free(copy);
             json_decref(obj);
@@ -426,7 +441,9 @@ void audit_verify(const struct seg_file *segs, long n, const struct verify_opts 
             fail(r, "%s: %zu bytes, but the next segment's header says it had %llu: the segment "
                     "was %s", f->name, limit, (unsigned long long)nb,
                  nb > limit ? "truncated or replaced" : "extended or replaced");
-        SHA256((const unsigned char *)d.buf, limit, prev_sha);
+        sha256_final(&lines, prev_lines);
+        if (next_file_sha)
+            sha256_two(d.buf, limit, NULL, 0, prev_file_sha);
         prev_bytes = limit;
         prev_have_cp = v.have_cp;
         prev_cp_size = v.cp_size;

@@ -6,7 +6,6 @@
 #include <jansson.h>
 #include <limits.h>
 #include <openssl/evp.h>
-#include <openssl/sha.h>
 #include <pthread.h>
 #include <stdatomic.h>
 #include <stdio.h>
@@ -56,7 +55,7 @@ struct prev_seg {
     int have;
     char name[SEG_NAME_MAX];
     uint64_t bytes;
-    uint8_t sha[32];
+    uint8_t lines_sha[32]; /* its lines digest (segment.h) */
     int have_cp;
     struct checkpoint cp;
     char sealed[200]; /* why it was sealed early, or "" */
@@ -88,7 +87,7 @@ struct audit {
     uint64_t seg_bytes;              /* durable bytes in it */
     uint64_t seg_space;              /* its file size: seg_bytes, then zero-filled space */
     int zero_failed;                 /* making that space failed: plain appends in this one */
-    struct sha256_state seg_hash;    /* of those bytes */
+    struct sha256_state seg_lines;   /* its lines digest so far (the batch's lines included) */
     int seg_day;                     /* local day it belongs to (YYYYMMDD) */
     struct merkle tree;              /* every leaf so far; size == next seq */
     uint8_t prev_leaf[32];
@@ -358,6 +357,7 @@ static void add_leaf(struct audit *a, const char *text, size_t len)
     jw_raw(&a->out, text, len);
     merkle_leaf_hash(a->out.buf + start, a->out.len - start, a->prev_leaf);
     merkle_append(&a->tree, a->prev_leaf);
+    sha256_update(&a->seg_lines, a->prev_leaf, 32);
     jw_raw(&a->out, "\n", 1);
     if (a->unsigned_since_ms == 0)
         a->unsigned_since_ms = wall_ms();
@@ -403,6 +403,9 @@ static void add_checkpoint(struct audit *a)
                      "\"root\":\"%s\",\"sig\":\"%s\"}\n",
                      t, a->origin, (unsigned long long)cp.size, cp.root, cp.sig);
     jw_raw(&a->out, line, (size_t)n);
+    uint8_t lh[32];
+    merkle_leaf_hash(line, (size_t)n - 1, lh); /* into the lines digest, not the tree */
+    sha256_update(&a->seg_lines, lh, sizeof lh);
     a->cp = cp;
     a->have_cp = 1;
     a->unsigned_since_ms = 0;
@@ -477,7 +480,6 @@ static int flush_out(struct audit *a, char *why, size_t whylen)
     atomic_fetch_add(&a->st_fsync_us, (unsigned long long)took);
     hist_observe(&a->st_fsync, took);
     atomic_fetch_add(&a->st_batches, 1);
-    sha256_update(&a->seg_hash, a->out.buf, a->out.len);
     a->seg_bytes += a->out.len;
     return 0;
 }
@@ -513,7 +515,7 @@ static void close_segment(struct audit *a, const char *sealed)
     close(a->fd);
     a->fd = -1;
     uint8_t sha[32];
-    sha256_final(&a->seg_hash, sha);
+    sha256_final(&a->seg_lines, sha);
     if (a->seg_bytes == 0) {
         /* Not even its header became durable (it failed at once): it is no part of the chain.
          * The next segment moves it aside and names the one before it as its predecessor. */
@@ -522,7 +524,7 @@ static void close_segment(struct audit *a, const char *sealed)
     a->prev.have = 1;
     snprintf(a->prev.name, sizeof a->prev.name, "%s", a->seg);
     a->prev.bytes = a->seg_bytes;
-    memcpy(a->prev.sha, sha, sizeof sha);
+    memcpy(a->prev.lines_sha, sha, sizeof sha);
     a->prev.have_cp = a->have_cp;
     a->prev.cp = a->cp;
     snprintf(a->prev.sealed, sizeof a->prev.sealed, "%s", sealed ? sealed : "");
@@ -542,11 +544,11 @@ static void header_body(struct audit *a, struct jsonw *j)
         jw_null(j);
         return;
     }
-    hex_encode(a->prev.sha, 32, sha);
+    hex_encode(a->prev.lines_sha, 32, sha);
     jw_open(j, '{');
     jw_kstrz(j, "file", a->prev.name);
     jw_kint(j, "bytes", (long long)a->prev.bytes);
-    jw_kstrz(j, "sha256", sha);
+    jw_kstrz(j, "lines_sha256", sha);
     jw_key(j, "checkpoint");
     if (a->prev.have_cp) {
         jw_open(j, '{');
@@ -593,7 +595,7 @@ static int open_segment(struct audit *a, char *why, size_t whylen)
     a->seg_space = 0;
     a->zero_failed = 0;
     a->seg_day = day;
-    sha256_init(&a->seg_hash);
+    sha256_init(&a->seg_lines);
     struct jsonw j;
     jw_init(&j);
     header_body(a, &j);
@@ -602,9 +604,11 @@ static int open_segment(struct audit *a, char *why, size_t whylen)
     return 0;
 }
 
-/* Snapshot of the tree state, restored when a batch fails. */
+/* Snapshot of the tree state and lines digest, restored when a batch fails: the digest is then
+ * of the durable lines only. */
 struct tree_snap {
     struct merkle tree;
+    struct sha256_state seg_lines;
     uint8_t prev_leaf[32];
     struct checkpoint cp;
     int have_cp;
@@ -614,6 +618,7 @@ struct tree_snap {
 static void snap_take(struct audit *a, struct tree_snap *s)
 {
     s->tree = a->tree;
+    s->seg_lines = a->seg_lines;
     memcpy(s->prev_leaf, a->prev_leaf, 32);
     s->cp = a->cp;
     s->have_cp = a->have_cp;
@@ -623,6 +628,7 @@ static void snap_take(struct audit *a, struct tree_snap *s)
 static void snap_restore(struct audit *a, const struct tree_snap *s)
 {
     a->tree = s->tree;
+    a->seg_lines = s->seg_lines;
     memcpy(a->prev_leaf, s->prev_leaf, 32);
     a->cp = s->cp;
     a->have_cp = s->have_cp;
@@ -945,8 +951,11 @@ static int recover(struct audit *a, struct jsonw *body, char *err, size_t errlen
         }
         json_decref(h);
         /* Replay every complete line. */
+        struct sha256_state lines;
+        sha256_init(&lines);
         merkle_leaf_hash(d.buf, hlen - 1, a->prev_leaf);
         merkle_append(&a->tree, a->prev_leaf);
+        sha256_update(&lines, a->prev_leaf, 32);
         size_t off = hlen, good = hlen;
         int clean = 0, bad = 0;
         while (off < d.len) {
@@ -973,6 +982,7 @@ static int recover(struct audit *a, struct jsonw *body, char *err, size_t errlen
                 }
                 merkle_leaf_hash(d.buf + off, ll, a->prev_leaf);
                 merkle_append(&a->tree, a->prev_leaf);
+                sha256_update(&lines, a->prev_leaf, 32);
                 clean = strcmp(json_string_value(type), "stop") == 0;
             } else if (strcmp(json_string_value(type), "checkpoint") == 0) {
                 json_t *sz = json_object_get(o, "size"), *root = json_object_get(o, "root");
@@ -995,6 +1005,12 @@ static int recover(struct audit *a, struct jsonw *body, char *err, size_t errlen
                 snprintf(a->cp.root, sizeof a->cp.root, "%s", rb);
                 snprintf(a->cp.sig, sizeof a->cp.sig, "%s", json_string_value(sig));
                 a->have_cp = 1;
+                merkle_leaf_hash(d.buf + off, ll, r);
+                sha256_update(&lines, r, sizeof r);
+            } else {
+                uint8_t lh[32];
+                merkle_leaf_hash(d.buf + off, ll, lh);
+                sha256_update(&lines, lh, sizeof lh);
             }
             json_decref(o);
             off += ll + 1;
@@ -1054,7 +1070,7 @@ static int recover(struct audit *a, struct jsonw *body, char *err, size_t errlen
         a->prev.have = 1;
         snprintf(a->prev.name, sizeof a->prev.name, "%s", f->name);
         a->prev.bytes = good;
-        SHA256((const unsigned char *)d.buf, good, a->prev.sha);
+        sha256_final(&lines, a->prev.lines_sha);
         a->prev.have_cp = a->have_cp;
         a->prev.cp = a->cp;
         chmod(f->path, 0440);
@@ -1143,10 +1159,8 @@ struct audit *audit_open(const struct audit_opts *o, char *err, size_t errlen)
     return a;
 fail:
     jw_free(&rec);
-    if (a->fd >= 0) {
+    if (a->fd >= 0)
         close(a->fd);
-        sha256_final(&a->seg_hash, a->prev.sha);
-    }
     jw_free(&a->out);
     pthread_mutex_destroy(&a->mu);
     pthread_cond_destroy(&a->cv);

@@ -443,6 +443,92 @@ class Tampering(AuditBase):
         self.assertEqual(rc, 1, out)
         self.assertIn("missing", out)
 
+    @staticmethod
+    def lines_digest(path, limit=None):
+        """The lines digest of a segment (audit/segment.h), computed here independently: the
+        SHA-256 of the RFC 6962 leaf hashes of its lines."""
+        with open(path, "rb") as f:
+            data = f.read()
+        data = data[:limit] if limit is not None else data.rstrip(b"\0")
+        h = hashlib.sha256()
+        for line in data.split(b"\n")[:-1]:
+            h.update(hashlib.sha256(b"\0" + line).digest())
+        return h.hexdigest()
+
+    def alter_checkpoint_time(self, path):
+        """Changes a digit of the time of a segment's first checkpoint line. Neither a leaf of
+        the tree nor under the checkpoint's signature: only the next header's digest of the
+        segment covers it."""
+        def touch(lines):
+            i = next(k for k, l in enumerate(lines) if b'"type":"checkpoint"' in l)
+            a = json.loads(lines[i])
+            t = a["time"]
+            a["time"] = t[:-2] + ("1" if t[-2] != "1" else "2") + t[-1]
+            new = json.dumps(a, separators=(",", ":")).encode()
+            self.assertEqual(len(new), len(lines[i]))
+            self.assertNotEqual(new, lines[i])
+            lines[i] = new
+            return lines
+        self.edit(path, touch)
+
+    def test_segments_chain_by_lines_digest(self):
+        g = self.make_log()
+        d, segs = self.copy(g, "lines")
+        self.assertEqual(len(segs), 2, segs)
+        with open(os.path.join(d, segs[1]), "rb") as f:
+            prev = json.loads(f.readline())["prev_segment"]
+        self.assertEqual(prev["file"], segs[0])
+        self.assertEqual(prev["bytes"], os.path.getsize(os.path.join(d, segs[0])))
+        self.assertNotIn("sha256", prev)
+        self.assertEqual(prev["lines_sha256"], self.lines_digest(os.path.join(d, segs[0])))
+        # A checkpoint's time altered in the closed segment: the next header names it.
+        self.alter_checkpoint_time(os.path.join(d, segs[0]))
+        rc, out = self.verify(d, g)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("%s:1: the previous segment %s is not the one this header chains to "
+                      "(length or digest differ)" % (segs[1], segs[0]), out)
+
+    def test_log_written_before_lines_digests(self):
+        """A log whose headers hold the previous file's SHA-256 (fixtures/audit-v1, written
+        before lines digests) verifies, its tampering is found, and the gateway continues it
+        with a lines digest of the old segment."""
+        fixture = os.path.join(os.path.dirname(os.path.abspath(__file__)), "fixtures")
+        old_pub = os.path.join(fixture, "audit-v1.pub")
+        d = os.path.join(self.tmp, "v1")
+        shutil.copytree(os.path.join(fixture, "audit-v1"), d)
+        segs = sorted(n for n in os.listdir(d) if n.endswith(".jsonl"))
+        with open(os.path.join(d, segs[1]), "rb") as f:
+            prev = json.loads(f.readline())["prev_segment"]
+        self.assertIn("sha256", prev)
+        self.assertNotIn("lines_sha256", prev)
+        rc, out = audit_tool("verify", d, "--pubkey", old_pub)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("18 records in 2 segment(s)", out)
+
+        bad = os.path.join(self.tmp, "v1-bad")
+        shutil.copytree(d, bad)
+        self.alter_checkpoint_time(os.path.join(bad, segs[0]))
+        rc, out = audit_tool("verify", bad, "--pubkey", old_pub)
+        self.assertEqual(rc, 1, out)
+        self.assertIn("%s:1: the previous segment %s is not the one this header chains to "
+                      "(length or digest differ)" % (segs[1], segs[0]), out)
+
+        # The gateway continues the old log: its new segment chains to the old one by lines.
+        g = self.gateway({"instance": "fixture-v1", "audit": {"dir": d}})
+        run_traffic(g, 2)
+        g.stop(verify=False)  # its checkpoints are under two keys: verified below with both
+        now = sorted(n for n in os.listdir(d) if n.endswith(".jsonl"))
+        self.assertEqual(now[:2], segs)
+        self.assertEqual(len(now), 3, now)
+        with open(os.path.join(d, now[2]), "rb") as f:
+            prev = json.loads(f.readline())["prev_segment"]
+        self.assertEqual(prev["file"], segs[1])
+        self.assertNotIn("sha256", prev)
+        self.assertEqual(prev["lines_sha256"], self.lines_digest(os.path.join(d, segs[1])))
+        rc, out = audit_tool("verify", d, "--pubkey", old_pub, "--pubkey", g.pubkey)
+        self.assertEqual(rc, 0, out)
+        self.assertIn("verify: PASS", out)
+
     def test_kept_checkpoint_proves_growth(self):
         overrides = {"instance": "kept-1", "audit": {"dir": os.path.join(self.tmp, "log")}}
         g = self.gateway(overrides)
