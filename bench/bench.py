@@ -147,6 +147,26 @@ def cpu_s(pids):
     return total
 
 
+def thread_cpu_s(pid):
+    """CPU seconds (user + system) of each thread of pid, summed by thread name (lookupgate
+    names its threads: lg-w0, lg-w1... for the workers, lg-audit for the audit writer)."""
+    out = {}
+    try:
+        tids = os.listdir("/proc/%d/task" % pid)
+    except OSError:
+        return out
+    for tid in tids:
+        try:
+            with open("/proc/%d/task/%s/stat" % (pid, tid)) as f:
+                head, rest = f.read().rsplit(")", 1)
+            name = head.split("(", 1)[1]
+            fields = rest.split()
+            out[name] = out.get(name, 0.0) + (int(fields[11]) + int(fields[12])) / TICK
+        except (OSError, IndexError, ValueError):
+            pass
+    return out
+
+
 def status_kib(pids, key):
     total = 0
     for p in pids:
@@ -562,7 +582,7 @@ def run_load(mode, targets, args, redis, redis_port):
         env = {"LG_BENCH_ACCOUNTS": str(args.accounts)}
     acc = {t.name: {"requests": 0, "seconds": 0.0, "non2xx": 0, "errors": 0, "p50": [],
                     "p99": [], "cpu": 0.0, "redis_cpu": 0.0, "scripts": 0, "allocs": 0,
-                    "syscalls": {}}
+                    "syscalls": {}, "threads": {}}
            for t in targets}
     for rnd in range(args.rounds):
         order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
@@ -576,6 +596,8 @@ def run_load(mode, targets, args, redis, redis_port):
                                          str(t.procs[0].pid)], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
             c0, r0, s0 = cpu_s(pids), cpu_s([redis.pid]), script_calls(redis_port)
+            lg = t.name.startswith("lookupgate")
+            th0 = thread_cpu_s(t.procs[0].pid) if lg else {}
             m0 = alloc_count(t, args)
             counter = SyscallCounter(pids) if args.syscalls else None
             w = run_wrk(port, args, env)
@@ -587,6 +609,8 @@ def run_load(mode, targets, args, redis, redis_port):
                 perf.send_signal(signal.SIGINT)
                 perf.wait()
             a = acc[t.name]
+            for k, v in (thread_cpu_s(t.procs[0].pid) if lg else {}).items():
+                a["threads"][k] = a["threads"].get(k, 0.0) + v - th0.get(k, 0.0)
             a["cpu"] += cpu_s(pids) - c0
             a["redis_cpu"] += cpu_s([redis.pid]) - r0
             a["scripts"] += script_calls(redis_port) - s0
@@ -611,6 +635,12 @@ def run_load(mode, targets, args, redis, redis_port):
             1e6 * a["cpu"] / max(a["requests"], 1), 1e6 * a["redis_cpu"] / max(a["requests"], 1),
             a["scripts"] / max(a["requests"], 1), status_kib(t.pids(), "VmHWM") / 1024.0,
             wrong + a["errors"], "%.2f" % (rps / base_rps) if base_rps else "-"))
+    print("\nlookupgate's CPU µs per request by thread (user + system; lg-w* the workers, "
+          "lg-audit the audit writer): " + "; ".join(
+              "%s %s" % (t.name, ", ".join(
+                  "%s %.1f" % (k, 1e6 * v / max(acc[t.name]["requests"], 1))
+                  for k, v in sorted(acc[t.name]["threads"].items()) if v > 0))
+              for t in targets if t.name.startswith("lookupgate")))
     if args.allocs:
         print("\nheap allocations per request (malloc, calloc, realloc, memalign calls of the "
               "whole process while wrk ran): " + "; ".join(
