@@ -46,6 +46,7 @@ import time
 ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
 TICK = os.sysconf("SC_CLK_TCK")
 OVER_TOKEN = "lg_bench-over"
+ADMIN_TOKEN = "lg_bench-admin"  # for lookupgate's /metrics (what its answers were)
 
 
 # One free_port for the benchmarks and the integration tests.
@@ -312,9 +313,35 @@ def pump(sel, pending, until):
 
 
 class Target:
-    def __init__(self, name, label, port, limit_port, procs):
+    def __init__(self, name, label, port, limit_port, procs, admin_port=None):
         self.name, self.label, self.port, self.limit_port = name, label, port, limit_port
         self.procs = procs  # the processes whose CPU and memory are the target's
+        self.admin_port = admin_port  # lookupgate's admin listener
+
+    def answers(self):
+        """lookupgate's responses by status class and refusals by kind, from its /metrics
+        (counters since it started); {} for other targets or when it cannot be read."""
+        if self.admin_port is None:
+            return {}
+        try:
+            s = socket.create_connection(("127.0.0.1", self.admin_port), timeout=5)
+            s.sendall(("GET /metrics HTTP/1.1\r\nHost: bench\r\nAuthorization: Bearer %s\r\n"
+                       "Connection: close\r\n\r\n" % ADMIN_TOKEN).encode())
+            data = b""
+            while True:
+                b = s.recv(65536)
+                if not b:
+                    break
+                data += b
+            s.close()
+        except OSError:
+            return {}
+        out = {}
+        for m in re.finditer(r'^lookupgate_(responses_total\{code="\w+"\}|'
+                             r'refusals_total\{kind="[^"]+"\}) (\d+)$',
+                             data.decode(errors="replace"), re.M):
+            out[m.group(1)] = int(m.group(2))
+        return out
 
     def pids(self):
         out = []
@@ -442,7 +469,9 @@ def main():
             "audit": {"dir": os.path.join(audit_parent, "audit"),
                       "signing_key": os.path.join(tmp, "keys", "signing.key"),
                       "cid_key": os.path.join(tmp, "keys", "cid.key"), "min_free_mb": 1},
-            "admin": {"address": "127.0.0.1:%d" % ports["lg_admin"]},
+            "admin": {"address": "127.0.0.1:%d" % ports["lg_admin"],
+                      "tokens": [{"name": "bench",
+                                  "sha256": hashlib.sha256(ADMIN_TOKEN.encode()).hexdigest()}]},
         }
         with open(os.path.join(tmp, "lookupgate.json"), "w") as f:
             json.dump(lg_cfg, f)
@@ -455,12 +484,13 @@ def main():
                   "PER_MINUTE": 1000000, "PER_DAY": 1000000000}
         targets = [Target("stub", "stub (no proxy)", ports["stub"], None, [stub]),
                    Target("lookupgate", "lookupgate (full policy)", ports["lg"], ports["lg"],
-                          [lg])]
+                          [lg], ports["lg_admin"])]
         if args.base_build:
             args.base_build = os.path.abspath(args.base_build)
             base_cfg = copy.deepcopy(dict(lg_cfg, instance="base",
                             listeners=[{"address": "127.0.0.1:%d" % ports["base"]}],
-                            admin={"address": "127.0.0.1:%d" % ports["base_admin"]},
+                            admin=dict(lg_cfg["admin"],
+                                       address="127.0.0.1:%d" % ports["base_admin"]),
                             audit=dict(lg_cfg["audit"], dir=os.path.join(audit_parent, "base"))))
             for kv in args.base_set:
                 key, _, val = kv.partition("=")
@@ -481,7 +511,7 @@ def main():
             label = "lookupgate (base: %s)" % ", ".join(args.base_set) if args.base_set \
                 else "lookupgate (base build)"
             targets.append(Target("lookupgate-base", label, ports["base"],
-                                  ports["base"], [base]))
+                                  ports["base"], [base], ports["base_admin"]))
         if shutil.which("nginx"):
             fill(os.path.join(ROOT, "bench", "peers", "nginx.conf.in"),
                  os.path.join(tmp, "nginx.conf"),
@@ -582,7 +612,7 @@ def run_load(mode, targets, args, redis, redis_port):
         env = {"LG_BENCH_ACCOUNTS": str(args.accounts)}
     acc = {t.name: {"requests": 0, "seconds": 0.0, "non2xx": 0, "errors": 0, "p50": [],
                     "p99": [], "cpu": 0.0, "redis_cpu": 0.0, "scripts": 0, "allocs": 0,
-                    "syscalls": {}, "threads": {}}
+                    "syscalls": {}, "threads": {}, "answers": {}}
            for t in targets}
     for rnd in range(args.rounds):
         order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
@@ -598,6 +628,7 @@ def run_load(mode, targets, args, redis, redis_port):
             c0, r0, s0 = cpu_s(pids), cpu_s([redis.pid]), script_calls(redis_port)
             lg = t.name.startswith("lookupgate")
             th0 = thread_cpu_s(t.procs[0].pid) if lg else {}
+            ans0 = t.answers()
             m0 = alloc_count(t, args)
             counter = SyscallCounter(pids) if args.syscalls else None
             w = run_wrk(port, args, env)
@@ -609,6 +640,9 @@ def run_load(mode, targets, args, redis, redis_port):
                 perf.send_signal(signal.SIGINT)
                 perf.wait()
             a = acc[t.name]
+            for k, v in t.answers().items():
+                if v - ans0.get(k, 0):
+                    a["answers"][k] = a["answers"].get(k, 0) + v - ans0.get(k, 0)
             for k, v in (thread_cpu_s(t.procs[0].pid) if lg else {}).items():
                 a["threads"][k] = a["threads"].get(k, 0.0) + v - th0.get(k, 0.0)
             a["cpu"] += cpu_s(pids) - c0
@@ -639,8 +673,16 @@ def run_load(mode, targets, args, redis, redis_port):
           "lg-audit the audit writer): " + "; ".join(
               "%s %s" % (t.name, ", ".join(
                   "%s %.1f" % (k, 1e6 * v / max(acc[t.name]["requests"], 1))
-                  for k, v in sorted(acc[t.name]["threads"].items()) if v > 0))
+                  for k, v in sorted(acc[t.name]["threads"].items())
+                  if 1e6 * v / max(acc[t.name]["requests"], 1) >= 0.05))
               for t in targets if t.name.startswith("lookupgate")))
+    for t in targets:
+        a = acc[t.name]
+        wrong = (a["requests"] - a["non2xx"]) if refused else a["non2xx"]
+        if t.admin_port is not None and wrong + a["errors"]:
+            print("\n%s's own count of its answers while wrk ran (/metrics), as %d were not %d: %s"
+                  % (t.name, wrong + a["errors"], 429 if refused else 200,
+                     ", ".join("%s %d" % (k, v) for k, v in sorted(a["answers"].items()))))
     if args.allocs:
         print("\nheap allocations per request (malloc, calloc, realloc, memalign calls of the "
               "whole process while wrk ran): " + "; ".join(
