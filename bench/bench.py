@@ -669,13 +669,14 @@ def run_load(mode, targets, args, redis, redis_port):
             1e6 * a["cpu"] / max(a["requests"], 1), 1e6 * a["redis_cpu"] / max(a["requests"], 1),
             a["scripts"] / max(a["requests"], 1), status_kib(t.pids(), "VmHWM") / 1024.0,
             wrong + a["errors"], "%.2f" % (rps / base_rps) if base_rps else "-"))
-    print("\nlookupgate's CPU µs per request by thread (user + system; lg-w* the workers, "
-          "lg-audit the audit writer): " + "; ".join(
-              "%s %s" % (t.name, ", ".join(
-                  "%s %.1f" % (k, 1e6 * v / max(acc[t.name]["requests"], 1))
-                  for k, v in sorted(acc[t.name]["threads"].items())
-                  if 1e6 * v / max(acc[t.name]["requests"], 1) >= 0.05))
-              for t in targets if t.name.startswith("lookupgate")))
+    if any(t.name.startswith("lookupgate") for t in targets):
+        print("\nlookupgate's CPU µs per request by thread (user + system; lg-w* the workers, "
+              "lg-audit the audit writer): " + "; ".join(
+                  "%s %s" % (t.name, ", ".join(
+                      "%s %.1f" % (k, 1e6 * v / max(acc[t.name]["requests"], 1))
+                      for k, v in sorted(acc[t.name]["threads"].items())
+                      if 1e6 * v / max(acc[t.name]["requests"], 1) >= 0.05))
+                  for t in targets if t.name.startswith("lookupgate")))
     for t in targets:
         a = acc[t.name]
         wrong = (a["requests"] - a["non2xx"]) if refused else a["non2xx"]
