@@ -1005,9 +1005,9 @@ static int recover(struct audit *a, struct jsonw *body, char *err, size_t errlen
                 snprintf(a->cp.root, sizeof a->cp.root, "%s", rb);
                 snprintf(a->cp.sig, sizeof a->cp.sig, "%s", json_string_value(sig));
                 a->have_cp = 1;
-                merkle_leaf_hash(d.buf + off, ll, r);
-                sha256_update(&lines, r, sizeof r);
-            } else {
+            }
+            if (!seq) {
+                /* A line outside the tree (a checkpoint) still goes into the lines digest. */
                 uint8_t lh[32];
                 merkle_leaf_hash(d.buf + off, ll, lh);
                 sha256_update(&lines, lh, sizeof lh);
