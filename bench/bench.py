@@ -24,7 +24,10 @@ Modes:
             minute (max - min within 2 MiB or 5 %).
 
 For each target: requests/s, p50 and p99 (median over rounds), CPU µs per request of the proxy
-process(es) and of redis-server, peak RSS, and the ratio of its requests/s to nginx's."""
+process(es) and of redis-server, peak RSS, and the ratio of its requests/s to nginx's. Then the
+machine while each target ran: the share of its cores in use, that use per request (the proxy,
+Redis, the stub, wrk), and its ratio to nginx split into those two: requests/s is the busy share
+times the cores over the machine's CPU per request."""
 import argparse
 import datetime
 import copy
@@ -146,6 +149,21 @@ def cpu_s(pids):
         except OSError:
             pass
     return total
+
+
+def machine_ticks():
+    """(busy, all) clock ticks of the whole machine so far, from /proc/stat: busy is user,
+    nice, system, irq and softirq time; all adds idle, iowait and steal."""
+    with open("/proc/stat") as f:
+        v = [int(x) for x in f.readline().split()[1:9]]
+    busy = v[0] + v[1] + v[2] + v[5] + v[6]
+    return busy, busy + v[3] + v[4] + v[7]
+
+
+def children_cpu_s():
+    """CPU seconds of this process's children that have been waited for (wrk's runs)."""
+    r = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return r.ru_utime + r.ru_stime
 
 
 def thread_cpu_s(pid):
@@ -567,7 +585,7 @@ def main():
                 if not run_flat(targets, args):
                     failed = True
             else:
-                run_load(mode, targets, args, redis, ports["redis"])
+                run_load(mode, targets, args, redis, ports["redis"], stub)
         if lg.poll() is not None:
             raise SystemExit("lookupgate exited during the run")
         if failed:
@@ -598,7 +616,7 @@ def main():
             shutil.rmtree(base_audit, ignore_errors=True)  # a --base-set audit.dir of this run
 
 
-def run_load(mode, targets, args, redis, redis_port):
+def run_load(mode, targets, args, redis, redis_port, stub):
     refused = mode == "refused"
     if refused:
         targets = [t for t in targets if t.limit_port]
@@ -612,7 +630,8 @@ def run_load(mode, targets, args, redis, redis_port):
         env = {"LG_BENCH_ACCOUNTS": str(args.accounts)}
     acc = {t.name: {"requests": 0, "seconds": 0.0, "non2xx": 0, "errors": 0, "p50": [],
                     "p99": [], "cpu": 0.0, "redis_cpu": 0.0, "scripts": 0, "allocs": 0,
-                    "syscalls": {}, "threads": {}, "answers": {}}
+                    "syscalls": {}, "threads": {}, "answers": {}, "stub_cpu": 0.0,
+                    "wrk_cpu": 0.0, "busy": 0, "ticks": 0}
            for t in targets}
     for rnd in range(args.rounds):
         order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
@@ -631,7 +650,14 @@ def run_load(mode, targets, args, redis, redis_port):
             ans0 = t.answers()
             m0 = alloc_count(t, args)
             counter = SyscallCounter(pids) if args.syscalls else None
+            st0, k0, (b0, all0) = cpu_s([stub.pid]), children_cpu_s(), machine_ticks()
             w = run_wrk(port, args, env)
+            b1, all1 = machine_ticks()
+            acc[t.name]["busy"] += b1 - b0
+            acc[t.name]["ticks"] += all1 - all0
+            acc[t.name]["wrk_cpu"] += children_cpu_s() - k0
+            if t.name != "stub":
+                acc[t.name]["stub_cpu"] += cpu_s([stub.pid]) - st0
             acc[t.name]["allocs"] += alloc_count(t, args) - m0
             if counter:
                 for k, v in counter.stop().items():
@@ -677,6 +703,29 @@ def run_load(mode, targets, args, redis, redis_port):
                       for k, v in sorted(acc[t.name]["threads"].items())
                       if 1e6 * v / max(acc[t.name]["requests"], 1) >= 0.05))
                   for t in targets if t.name.startswith("lookupgate")))
+    print("\nthe machine while each target ran: the share of its %d cores in use, and what that "
+          "use was per request, CPU µs (\"other\" is what no process listed took: the rest of "
+          "the machine, and kernel work in no process's time):" % os.cpu_count())
+    for t in targets:
+        a = acc[t.name]
+        n = max(a["requests"], 1)
+        busy_s = a["busy"] / TICK
+        parts = [("proxy", a["cpu"]), ("Redis", a["redis_cpu"]), ("stub", a["stub_cpu"]),
+                 ("wrk", a["wrk_cpu"])]
+        if t.name == "stub":
+            parts = [("stub", a["cpu"]), ("Redis", a["redis_cpu"]), ("wrk", a["wrk_cpu"])]
+        split = ""
+        if base and t.name != "nginx" and base["busy"] and a["busy"]:
+            # requests/s = busy share x cores / machine CPU per request, so the ratio to nginx
+            # is the product of the two ratios below
+            share = (a["busy"] / a["ticks"]) / (base["busy"] / base["ticks"])
+            per_req = (base["busy"] / max(base["requests"], 1)) / (a["busy"] / n)
+            split = "; its ratio to nginx, %.2f = %.2f (busy share) x %.2f (machine CPU per " \
+                "request)" % (share * per_req, share, per_req)
+        print("- %s: %.0f %% busy; %.1f µs a request = %s + other %.1f%s" % (
+            t.name, 100.0 * a["busy"] / max(a["ticks"], 1), 1e6 * busy_s / n,
+            " + ".join("%s %.1f" % (k, 1e6 * v / n) for k, v in parts),
+            1e6 * (busy_s - sum(v for _, v in parts)) / n, split))
     for t in targets:
         a = acc[t.name]
         wrong = (a["requests"] - a["non2xx"]) if refused else a["non2xx"]
