@@ -152,12 +152,13 @@ def cpu_s(pids):
 
 
 def machine_ticks():
-    """(busy, all) clock ticks of the whole machine so far, from /proc/stat: busy is user,
-    nice, system, irq and softirq time; all adds idle, iowait and steal."""
+    """(busy, all, steal) clock ticks of the whole machine so far, from /proc/stat: busy is
+    user, nice, system, irq and softirq time; steal the time the hypervisor gave the machine's
+    cores to something else; all adds idle, iowait and steal."""
     with open("/proc/stat") as f:
         v = [int(x) for x in f.readline().split()[1:9]]
     busy = v[0] + v[1] + v[2] + v[5] + v[6]
-    return busy, busy + v[3] + v[4] + v[7]
+    return busy, busy + v[3] + v[4] + v[7], v[7]
 
 
 def children_cpu_s():
@@ -336,9 +337,11 @@ class Target:
         self.procs = procs  # the processes whose CPU and memory are the target's
         self.admin_port = admin_port  # lookupgate's admin listener
 
-    def answers(self):
-        """lookupgate's responses by status class and refusals by kind, from its /metrics
-        (counters since it started); {} for other targets or when it cannot be read."""
+    def metrics(self):
+        """From lookupgate's /metrics (counters since it started; {} for other targets or when
+        it cannot be read): its responses by status class and refusals by kind, and the sums
+        and counts of its duration histograms (the request, and its waits for Redis, the
+        upstream, the audit log's durability and the log's fsyncs)."""
         if self.admin_port is None:
             return {}
         try:
@@ -356,9 +359,10 @@ class Target:
             return {}
         out = {}
         for m in re.finditer(r'^lookupgate_(responses_total\{code="\w+"\}|'
-                             r'refusals_total\{kind="[^"]+"\}) (\d+)$',
+                             r'refusals_total\{kind="[^"]+"\}|'
+                             r'\w+_seconds_(?:sum|count)) ([\d.]+)$',
                              data.decode(errors="replace"), re.M):
-            out[m.group(1)] = int(m.group(2))
+            out[m.group(1)] = float(m.group(2))
         return out
 
     def pids(self):
@@ -366,6 +370,30 @@ class Target:
         for p in self.procs:
             out.extend(pid_tree(p.pid))
         return out
+
+
+WAITS = (("Redis", "store_duration"), ("the upstream", "upstream_duration"),
+         ("the audit log's durability", "audit_durability"))
+
+
+def waits_line(d):
+    """lookupgate's mean waits, from the differences d of its /metrics over a run."""
+    def mean(name):
+        c = d.get("%s_seconds_count" % name, 0)
+        return (1000.0 * d.get("%s_seconds_sum" % name, 0) / c if c else None), c
+    total, n = mean("request_duration")
+    if total is None:
+        return None
+    parts = []
+    for label, name in WAITS:
+        ms, c = mean(name)
+        if ms is not None and c >= n / 100:
+            parts.append("%s %.2f ms%s" % (label, ms,
+                         " x %.2f" % (c / n) if abs(c / n - 1) > 0.05 else ""))
+    fs, fc = mean("audit_fsync")
+    fsync = " (each fsync of the log %.2f ms, for %.0f records)" % (
+        fs, d.get("audit_durability_seconds_count", 0) / fc) if fs is not None else ""
+    return "a request %.2f ms; waiting for %s%s" % (total, ", ".join(parts), fsync)
 
 
 def main():
@@ -630,8 +658,8 @@ def run_load(mode, targets, args, redis, redis_port, stub):
         env = {"LG_BENCH_ACCOUNTS": str(args.accounts)}
     acc = {t.name: {"requests": 0, "seconds": 0.0, "non2xx": 0, "errors": 0, "p50": [],
                     "p99": [], "cpu": 0.0, "redis_cpu": 0.0, "scripts": 0, "allocs": 0,
-                    "syscalls": {}, "threads": {}, "answers": {}, "stub_cpu": 0.0,
-                    "wrk_cpu": 0.0, "busy": 0, "ticks": 0}
+                    "syscalls": {}, "threads": {}, "answers": {}, "waits": {}, "stub_cpu": 0.0,
+                    "wrk_cpu": 0.0, "busy": 0, "ticks": 0, "steal": 0}
            for t in targets}
     for rnd in range(args.rounds):
         order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
@@ -647,14 +675,15 @@ def run_load(mode, targets, args, redis, redis_port, stub):
             c0, r0, s0 = cpu_s(pids), cpu_s([redis.pid]), script_calls(redis_port)
             lg = t.name.startswith("lookupgate")
             th0 = thread_cpu_s(t.procs[0].pid) if lg else {}
-            ans0 = t.answers()
+            ans0 = t.metrics()
             m0 = alloc_count(t, args)
             counter = SyscallCounter(pids) if args.syscalls else None
-            st0, k0, (b0, all0) = cpu_s([stub.pid]), children_cpu_s(), machine_ticks()
+            st0, k0, (b0, all0, sl0) = cpu_s([stub.pid]), children_cpu_s(), machine_ticks()
             w = run_wrk(port, args, env)
-            b1, all1 = machine_ticks()
+            b1, all1, sl1 = machine_ticks()
             acc[t.name]["busy"] += b1 - b0
             acc[t.name]["ticks"] += all1 - all0
+            acc[t.name]["steal"] += sl1 - sl0
             acc[t.name]["wrk_cpu"] += children_cpu_s() - k0
             if t.name != "stub":
                 acc[t.name]["stub_cpu"] += cpu_s([stub.pid]) - st0
@@ -666,9 +695,10 @@ def run_load(mode, targets, args, redis, redis_port, stub):
                 perf.send_signal(signal.SIGINT)
                 perf.wait()
             a = acc[t.name]
-            for k, v in t.answers().items():
+            for k, v in t.metrics().items():
+                into = a["waits"] if k.endswith(("_sum", "_count")) else a["answers"]
                 if v - ans0.get(k, 0):
-                    a["answers"][k] = a["answers"].get(k, 0) + v - ans0.get(k, 0)
+                    into[k] = into.get(k, 0) + v - ans0.get(k, 0)
             for k, v in (thread_cpu_s(t.procs[0].pid) if lg else {}).items():
                 a["threads"][k] = a["threads"].get(k, 0.0) + v - th0.get(k, 0.0)
             a["cpu"] += cpu_s(pids) - c0
@@ -680,7 +710,7 @@ def run_load(mode, targets, args, redis, redis_port, stub):
             a["p99"].append(w["p99"])
     base = acc.get("nginx")
     base_rps = base["requests"] / base["seconds"] if base else None
-    print("\n## %s path%s\n" % (mode, " (every answer 429)" if refused else
+    print("\n## %s path%s\n" % (mode, " (every answer 429 but one a minute: the quota is 1 a minute)" if refused else
                                  " (every answer 200)"))
     print("| target | requests/s | p50 ms | p99 ms | proxy CPU µs/req | redis CPU µs/req "
           "| redis calls/req | peak RSS MiB | %s | ratio to nginx |" % (
@@ -722,8 +752,11 @@ def run_load(mode, targets, args, redis, redis_port, stub):
             per_req = (base["busy"] / max(base["requests"], 1)) / (a["busy"] / n)
             split = "; its ratio to nginx, %.2f = %.2f (busy share) x %.2f (machine CPU per " \
                 "request)" % (share * per_req, share, per_req)
-        print("- %s: %.0f %% busy; %.1f µs a request = %s + other %.1f%s" % (
-            t.name, 100.0 * a["busy"] / max(a["ticks"], 1), 1e6 * busy_s / n,
+        steal = 100.0 * a["steal"] / max(a["ticks"], 1)
+        print("- %s: %.0f %% busy%s; %.1f µs a request = %s + other %.1f%s" % (
+            t.name, 100.0 * a["busy"] / max(a["ticks"], 1),
+            " (%.0f %% taken by the hypervisor)" % steal if steal >= 1 else "",
+            1e6 * busy_s / n,
             " + ".join("%s %.1f" % (k, 1e6 * v / n) for k, v in parts),
             1e6 * (busy_s - sum(v for _, v in parts)) / n, split))
     for t in targets:
@@ -733,6 +766,10 @@ def run_load(mode, targets, args, redis, redis_port, stub):
             print("\n%s's own count of its answers while wrk ran (/metrics), as %d were not %d: %s"
                   % (t.name, wrong + a["errors"], 429 if refused else 200,
                      ", ".join("%s %d" % (k, v) for k, v in sorted(a["answers"].items()))))
+    for t in targets:
+        line = waits_line(acc[t.name]["waits"])
+        if line:
+            print("\n%s, its own mean durations while wrk ran (/metrics): %s" % (t.name, line))
     if args.allocs:
         print("\nheap allocations per request (malloc, calloc, realloc, memalign calls of the "
               "whole process while wrk ran): " + "; ".join(
