@@ -336,7 +336,7 @@ static const struct cfg_key audit_keys[] = {
     K_STR(struct cfg_audit, dir, 1),
     K_STR(struct cfg_audit, signing_key, 1),
     K_STR(struct cfg_audit, cid_key, 1),
-    K_INT(struct cfg_audit, group_commit_us, 0, 100000, 1000),
+    K_INT(struct cfg_audit, group_commit_us, 0, 100000, 200),
     K_INT(struct cfg_audit, segment_mb, 1, 65536, 64),
     K_INT(struct cfg_audit, zero_ahead_kb, 0, 65536, 1024),
     K_INT(struct cfg_audit, checkpoint_records, 1, 1000000, 1000),

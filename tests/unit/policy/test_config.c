@@ -22,8 +22,26 @@ static void test_example(void)
         CHECK(strcmp(cfg->upstream.host, "127.0.0.1") == 0);
         CHECK_INT(cfg->limits.head_bytes, 8192);
         CHECK_INT(cfg->store.quota_module, 1); /* "auto" unless said otherwise */
+        CHECK_INT(cfg->audit.group_commit_us, 200);
     }
     config_free(cfg);
+
+    /* the defaults of what a config leaves out */
+    char *p = check_write_tmp("{\"listeners\": [{\"address\": \"127.0.0.1:8080\"}],\n"
+                              " \"upstream\": {\"url\": \"http://127.0.0.1:9000\"},\n"
+                              " \"policy\": \"policy.json\",\n"
+                              " \"audit\": {\"dir\": \"a\", \"signing_key\": \"s\", \"cid_key\": \"c\"}}\n");
+    cfg = config_load(p, err, sizeof err);
+    if (cfg == NULL)
+        fprintf(stderr, "%s", err);
+    CHECK(cfg != NULL);
+    if (cfg) {
+        CHECK_INT(cfg->audit.group_commit_us, 200);
+        CHECK_INT(cfg->audit.segment_mb, 64);
+        CHECK_INT(cfg->audit.queue_records, 65536);
+    }
+    config_free(cfg);
+    unlink(p);
 }
 
 static void test_errors(void)
