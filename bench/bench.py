@@ -710,8 +710,8 @@ def run_load(mode, targets, args, redis, redis_port, stub):
             a["p99"].append(w["p99"])
     base = acc.get("nginx")
     base_rps = base["requests"] / base["seconds"] if base else None
-    print("\n## %s path%s\n" % (mode, " (every answer 429 but one a minute: the quota is 1 a minute)" if refused else
-                                 " (every answer 200)"))
+    print("\n## %s path%s\n" % (mode, " (every answer 429 but one a minute: the quota is 1 a "
+                                 "minute)" if refused else " (every answer 200)"))
     print("| target | requests/s | p50 ms | p99 ms | proxy CPU µs/req | redis CPU µs/req "
           "| redis calls/req | peak RSS MiB | %s | ratio to nginx |" % (
               "answers not 429" if refused else "answers not 200"))
