@@ -27,7 +27,9 @@ For each target: requests/s, p50 and p99 (median over rounds), CPU µs per reque
 process(es) and of redis-server, peak RSS, and the ratio of its requests/s to nginx's. Then the
 machine while each target ran: the share of its cores in use, that use per request (the proxy,
 Redis, the stub, wrk), and its ratio to nginx split into those two: requests/s is the busy share
-times the cores over the machine's CPU per request."""
+times the cores over the machine's CPU per request. With --profile-all, perf records the whole
+machine while each target runs, and each process's kernel and user time per request follows
+(perf starts with wrk, so the first tenth of a second or so of each run is not in it)."""
 import argparse
 import datetime
 import copy
@@ -396,6 +398,32 @@ def waits_line(d):
     return "a request %.2f ms; waiting for %s%s" % (total, ", ".join(parts), fsync)
 
 
+PERF_HZ = 1000
+
+# perf's names for the machine's processes and threads (comm, cut to 15 characters), grouped
+PERF_GROUPS = (("lg-w", "lookupgate worker"), ("lg-audit", "lookupgate audit writer"),
+               ("lookupgate", "lookupgate, other threads"), ("nginx", "nginx"),
+               ("haproxy", "HAProxy"), ("redis-server", "Redis"), ("upstream-stub", "stub"),
+               ("wrk", "wrk"), ("swapper", "idle"))
+
+
+def perf_split(path):
+    """Samples of a system-wide cpu-clock profile by process group and by kernel or user
+    space: {(group, "kernel" | "user"): samples}."""
+    out = subprocess.run(["perf", "report", "-i", path, "--no-children", "--sort", "comm,dso",
+                          "-g", "none", "--stdio", "-n"], capture_output=True, text=True).stdout
+    split = {}
+    for line in out.splitlines():
+        f = line.split()
+        if len(f) < 4 or line.startswith("#") or not f[1].isdigit():
+            continue
+        comm, dso = f[2], " ".join(f[3:])
+        group = next((g for prefix, g in PERF_GROUPS if comm.startswith(prefix)), "other")
+        space = "kernel" if dso.startswith("[kernel") else "user"
+        split[(group, space)] = split.get((group, space), 0) + int(f[1])
+    return split
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__,
                                  formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -417,6 +445,10 @@ def main():
                     help="which targets to run (stub is the ceiling)")
     ap.add_argument("--profile", metavar="FILE",
                     help="perf record lookupgate during its runs into FILE (perf report -i FILE)")
+    ap.add_argument("--profile-all", metavar="PREFIX",
+                    help="perf record the whole machine during every target's runs, into "
+                         "PREFIX.TARGET.MODE.ROUND (perf report --sort comm,dso -i FILE): "
+                         "the kernel's work for each process, side by side")
     ap.add_argument("--wrap", default="",
                     help="a command prefix for lookupgate, e.g. \"valgrind --tool=callgrind\"")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
@@ -659,7 +691,7 @@ def run_load(mode, targets, args, redis, redis_port, stub):
     acc = {t.name: {"requests": 0, "seconds": 0.0, "non2xx": 0, "errors": 0, "p50": [],
                     "p99": [], "cpu": 0.0, "redis_cpu": 0.0, "scripts": 0, "allocs": 0,
                     "syscalls": {}, "threads": {}, "answers": {}, "waits": {}, "stub_cpu": 0.0,
-                    "wrk_cpu": 0.0, "busy": 0, "ticks": 0, "steal": 0}
+                    "wrk_cpu": 0.0, "busy": 0, "ticks": 0, "steal": 0, "perf": {}}
            for t in targets}
     for rnd in range(args.rounds):
         order = targets[rnd % len(targets):] + targets[:rnd % len(targets)]
@@ -672,6 +704,10 @@ def run_load(mode, targets, args, redis, redis_port, stub):
                                          "%s.%s.%d" % (args.profile, mode, rnd), "-p",
                                          str(t.procs[0].pid)], stdout=subprocess.DEVNULL,
                                         stderr=subprocess.DEVNULL)
+            elif args.profile_all:
+                perf = subprocess.Popen(["perf", "record", "-q", "-a", "-F", str(PERF_HZ), "-o",
+                                         "%s.%s.%s.%d" % (args.profile_all, t.name, mode, rnd)],
+                                        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
             c0, r0, s0 = cpu_s(pids), cpu_s([redis.pid]), script_calls(redis_port)
             lg = t.name.startswith("lookupgate")
             th0 = thread_cpu_s(t.procs[0].pid) if lg else {}
@@ -694,6 +730,10 @@ def run_load(mode, targets, args, redis, redis_port, stub):
             if perf:
                 perf.send_signal(signal.SIGINT)
                 perf.wait()
+                if args.profile_all:
+                    for k, v in perf_split("%s.%s.%s.%d" % (args.profile_all, t.name, mode,
+                                                             rnd)).items():
+                        acc[t.name]["perf"][k] = acc[t.name]["perf"].get(k, 0) + v
             a = acc[t.name]
             for k, v in t.metrics().items():
                 into = a["waits"] if k.endswith(("_sum", "_count")) else a["answers"]
@@ -759,6 +799,20 @@ def run_load(mode, targets, args, redis, redis_port, stub):
             1e6 * busy_s / n,
             " + ".join("%s %.1f" % (k, 1e6 * v / n) for k, v in parts),
             1e6 * (busy_s - sum(v for _, v in parts)) / n, split))
+    if args.profile_all:
+        print("\nthe machine's time by process, kernel + user space, µs per request (perf "
+              "record -a, cpu-clock at %d Hz a core: a sample is %.0f µs of a core):" % (
+                  PERF_HZ, 1e6 / PERF_HZ))
+        for t in targets:
+            a = acc[t.name]
+            n = max(a["requests"], 1)
+            groups = []
+            for _, g in PERF_GROUPS + ((None, "other"),):
+                k, u = a["perf"].get((g, "kernel"), 0), a["perf"].get((g, "user"), 0)
+                if (k + u) * 1e6 / PERF_HZ / n >= 0.05:
+                    groups.append("%s %.1f + %.1f" % (g, k * 1e6 / PERF_HZ / n,
+                                                      u * 1e6 / PERF_HZ / n))
+            print("- %s: %s" % (t.name, "; ".join(groups)))
     for t in targets:
         a = acc[t.name]
         wrong = (a["requests"] - a["non2xx"]) if refused else a["non2xx"]

@@ -6,12 +6,12 @@
 # prints one table per mode. All options go to bench/bench.py (--help):
 #   bench/run.sh [-d SECONDS] [-c CONNECTIONS] [-t THREADS] [-r ROUNDS] [-w WORKERS]
 #                [--modes allowed,refused,idle] [--idle N] [--audit-dir DIR] [--redis-module]
-#                [--allocs] [--syscalls] [--profile FILE]
+#                [--allocs] [--syscalls] [--profile FILE] [--profile-all PREFIX]
 set -euo pipefail
 cd "$(dirname "$0")/.."
 . deploy/deps.sh
 lg_install_packages wrk nginx-light haproxy redis-server
-case " $* " in # perf for --syscalls (perf stat) and --profile (perf record)
+case " $* " in # perf for --syscalls (perf stat) and --profile[-all] (perf record)
 *" --syscalls "* | *" --profile"*) lg_install_packages linux-perf ;;
 esac
 
