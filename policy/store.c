@@ -575,7 +575,8 @@ static size_t resp_bulk(char *out, const char *s, size_t n)
 static size_t resp_num(char *out, int64_t v)
 {
     char num[24];
-    return resp_bulk(out, num, fmt_i64(num, v));
+    size_t n = fmt_i64(num, v);
+    return resp_bulk(out, num, n);
 }
 
 /* The admission command: LOOKUPGATE.ADMIT, or EVALSHA/EVAL of quota_script, with the same
