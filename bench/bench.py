@@ -460,8 +460,8 @@ def main():
                     help="perf record lookupgate during its runs into FILE (perf report -i FILE)")
     ap.add_argument("--profile-all", metavar="PREFIX",
                     help="perf record the whole machine during every target's runs, into "
-                         "PREFIX.TARGET.MODE.ROUND (perf report --sort comm,dso -i FILE): "
-                         "the kernel's work for each process, side by side")
+                         "PREFIX.TARGET.MODE.ROUND (perf report --sort comm,dso -i FILE), "
+                         "and print each process's kernel and user time per request")
     ap.add_argument("--wrap", default="",
                     help="a command prefix for lookupgate, e.g. \"valgrind --tool=callgrind\"")
     ap.add_argument("--build", default=os.path.join(ROOT, "build"))
