@@ -413,6 +413,12 @@ def waits_line(d):
 
 PERF_HZ = 1000
 
+# A target whose runs lost this share of the machine (%) to the hypervisor (steal in
+# /proc/stat) is named under its mode's table: on these shared VMs it was up to 62 %, and
+# lookupgate's Redis calls then time out (runs E1 and E2, bench/results-2026-11-22-sixteenth-
+# pass.txt).
+STEAL_WARN = 10
+
 # perf's names for the machine's processes and threads (comm, cut to 15 characters), grouped
 PERF_GROUPS = (("lg-w", "lookupgate worker"), ("lg-audit", "lookupgate audit writer"),
                ("lookupgate", "lookupgate, other threads"), ("nginx", "nginx"),
@@ -812,6 +818,12 @@ def run_load(mode, targets, args, redis, redis_port, stub):
             1e6 * busy_s / n,
             " + ".join("%s %.1f" % (k, 1e6 * v / n) for k, v in parts),
             1e6 * (busy_s - sum(v for _, v in parts)) / n, split))
+    disturbed = [t.name for t in targets
+                 if acc[t.name]["steal"] >= STEAL_WARN / 100.0 * max(acc[t.name]["ticks"], 1)]
+    if disturbed:
+        print("\nDISTURBED: the hypervisor took %d %% or more of the machine while %s ran; "
+              "this mode's ratios are not a measurement of the proxies. Run it again." % (
+                  STEAL_WARN, " and ".join(disturbed)))
     if args.profile_all:
         print("\nthe machine's time by process, kernel + user space, µs per request (perf "
               "record -a, cpu-clock at %d Hz a core: a sample is %.0f µs of a core):" % (
