@@ -478,7 +478,10 @@ def main():
     ap.add_argument("--base-set", action="append", default=[], metavar="KEY=JSON",
                     help="a setting of the base target's configuration (repeatable), e.g. "
                          "store.backend='\"memory\"' or audit.dir='\"/dev/shm/lg\"'; with "
-                         "--base-build of the same build, what one part costs, side by side")
+                         "--base-build of the same build, what one part costs, side by side. "
+                         "{TMP} in a value is the run's directory, where redis-server also "
+                         "listens on the Unix socket redis.sock: "
+                         "store.address='\"unix:{TMP}/redis.sock\"'")
     ap.add_argument("--allocs", action="store_true",
                     help="count lookupgate's heap allocations (LD_PRELOAD of the build's "
                          "liballoc-count.so) and print them per request under each table")
@@ -536,6 +539,7 @@ def main():
                                            "haproxy", "haproxy_limit", "lg_admin", "base",
                                            "base_admin")}
         redis = start(["redis-server", "--port", str(ports["redis"]), "--bind", "127.0.0.1",
+                       "--unixsocket", os.path.join(tmp, "redis.sock"), "--unixsocketperm", "700",
                        "--save", "", "--appendonly", "no", "--dir", tmp,
                        "--logfile", os.path.join(tmp, "redis.log")] +
                       (["--loadmodule", os.path.join(args.build, "lookupgate-redis.so")]
@@ -595,7 +599,7 @@ def main():
                 node = base_cfg
                 for k in path:
                     node = node.setdefault(k, {})
-                node[last] = json.loads(val)
+                node[last] = json.loads(val.replace("{TMP}", tmp))
             if os.path.exists(base_cfg["audit"]["dir"]):  # made by this run, removed after it
                 raise SystemExit("--base-set audit.dir: %s exists" % base_cfg["audit"]["dir"])
             args.base_audit = base_cfg["audit"]["dir"]

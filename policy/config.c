@@ -8,6 +8,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/un.h>
 #include <unistd.h>
 
 #include "common/log.h"
@@ -297,10 +298,22 @@ static void load_store(struct cfg_ctx *c, json_t *o, struct cfg_store *s)
     s->quota_module = v == 0;
     if (s->memory && s->clock_kind == CLOCK_REDIS)
         s->clock_kind = CLOCK_PROXY; /* the memory backend has only this process's clock */
-    if (config_split_hostport(s->address, host, sizeof host, &s->port) != 0)
-        cfg_error(c, "store.address", "expected \"host:port\"");
-    else
+    if (strncmp(s->address, "unix:", 5) == 0) {
+        /* a Unix socket: host holds its path, port is 0 */
+        const char *path = s->address + 5;
+        if (path[0] != '/')
+            cfg_error(c, "store.address", "a Unix socket needs an absolute path (\"unix:/...\")");
+        else if (strlen(path) >= sizeof(((struct sockaddr_un *)0)->sun_path))
+            cfg_error(c, "store.address", "the socket path is longer than %zu bytes",
+                      sizeof(((struct sockaddr_un *)0)->sun_path) - 1);
+        else
+            s->host = xstrdup(path);
+        s->port = 0;
+    } else if (config_split_hostport(s->address, host, sizeof host, &s->port) != 0) {
+        cfg_error(c, "store.address", "expected \"host:port\" or \"unix:/path/to/redis.sock\"");
+    } else {
         s->host = xstrdup(host);
+    }
     for (const char *p = s->key_prefix; *p; p++)
         if (!((*p >= 'a' && *p <= 'z') || (*p >= '0' && *p <= '9') || *p == '_' || *p == '-')) {
             cfg_error(c, "store.key_prefix", "use lower-case letters, digits, '_' and '-'");

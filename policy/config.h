@@ -72,9 +72,10 @@ enum cfg_clock {
 struct cfg_store {
     char *backend;              /* "redis" or "memory" */
     int memory;                 /* derived: backend is "memory" */
-    char *address;              /* Redis "host:port" (ignored when sentinels are given) */
-    char *host;                 /* derived */
-    int port;                   /* derived */
+    char *address;              /* Redis "host:port" or "unix:PATH" (ignored when sentinels
+                                 * are given) */
+    char *host;                 /* derived: the host, or the socket's path */
+    int port;                   /* derived: 0 for a Unix socket ("unix:PATH") */
     char *password_file;        /* file holding the Redis password, or NULL */
     char *password;             /* derived: its content */
     int db;                     /* SELECT index */

@@ -156,8 +156,9 @@ struct quota_store {
     redisAsyncContext *ac;         /* data connection, or NULL */
     redisAsyncContext *sac;        /* Sentinel query connection, or NULL */
     size_t sentinel_idx;           /* next Sentinel to ask */
-    char host[256];                /* primary being used */
-    int port;
+    char host[256];                /* primary being used, or the Unix socket's path */
+    int port;                      /* 0 for a Unix socket */
+    char name[300];                /* for logs: "host:port" or "unix:PATH" */
     struct event *conn_timer;      /* connect / discovery deadline */
     struct event *retry_timer;     /* next connection attempt */
     struct event *reset_ev;        /* deferred teardown (never inside a hiredis callback) */
@@ -442,8 +443,8 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
         /* The module went away (MODULE UNLOAD, or a new primary without it), or an ACL does
          * not let this user run it: the script decides from now on, this op first. */
         if (s->module)
-            log_warn("quota store %s:%d: LOOKUPGATE.ADMIT is %s; using the script", s->host,
-                     s->port, reply->str[0] == 'N' ? "not permitted" : "gone");
+            log_warn("quota store %s: LOOKUPGATE.ADMIT is %s; using the script", s->name,
+                     reply->str[0] == 'N' ? "not permitted" : "gone");
         s->module = 0;
         atomic_store(&s->stats.module, 0);
         if (send_script(op, 0) == 0)
@@ -462,7 +463,7 @@ static void reply_cb(redisAsyncContext *ac, void *r, void *privdata)
         char why[160];
         snprintf(why, sizeof why, "quota store error: %.100s", reply->str);
         if (op->cb)
-            log_warn("quota store %s:%d: %s", s->host, s->port, reply->str);
+            log_warn("quota store %s: %s", s->name, reply->str);
         op_fail(op, why);
         if (strncmp(reply->str, "READONLY", 8) == 0 || strncmp(reply->str, "NOAUTH", 6) == 0 ||
             strncmp(reply->str, "WRONGPASS", 9) == 0)
@@ -720,7 +721,7 @@ static void schedule_reset(struct quota_store *s, const char *why)
     if (s->state == STORE_DOWN && s->ac == NULL && s->sac == NULL)
         return;
     if (s->state == STORE_READY || s->state == STORE_CONNECTING)
-        log_warn("quota store %s:%d: %s; reconnecting", s->host, s->port, why);
+        log_warn("quota store %s: %s; reconnecting", s->name, why);
     snprintf(s->last_error, sizeof s->last_error, "%s", why);
     set_state(s, STORE_DOWN);
     event_active(s->reset_ev, EV_TIMEOUT, 0);
@@ -753,7 +754,7 @@ static void connect_cb(const redisAsyncContext *ac, int status)
     if (status != REDIS_OK) {
         /* hiredis frees ac after this callback */
         snprintf(s->last_error, sizeof s->last_error, "connect: %s", ac->errstr);
-        log_warn("quota store %s:%d: cannot connect: %s", s->host, s->port, ac->errstr);
+        log_warn("quota store %s: cannot connect: %s", s->name, ac->errstr);
         s->ac = NULL;
         evtimer_del(s->conn_timer);
         schedule_retry(s);
@@ -765,7 +766,7 @@ static void disconnect_cb(const redisAsyncContext *ac, int status)
     struct quota_store *s = ac->data;
     if (s == NULL || ac != s->ac)
         return; /* a context we tore down ourselves */
-    log_warn("quota store %s:%d: connection lost%s%s", s->host, s->port,
+    log_warn("quota store %s: connection lost%s%s", s->name,
              status == REDIS_OK ? "" : ": ", status == REDIS_OK ? "" : ac->errstr);
     snprintf(s->last_error, sizeof s->last_error, "connection lost");
     s->ac = NULL;
@@ -797,7 +798,7 @@ static void role_cb(redisAsyncContext *ac, void *r, void *privdata)
     s->attempts = 0;
     s->last_error[0] = '\0';
     set_state(s, STORE_READY);
-    log_info("quota store %s:%d: ready", s->host, s->port);
+    log_info("quota store %s: ready", s->name);
     send_waiting(s);
 }
 
@@ -813,8 +814,8 @@ static void module_cb(redisAsyncContext *ac, void *r, void *privdata)
                 reply->element[0]->type == REDIS_REPLY_ARRAY;
     atomic_store(&s->stats.module, s->module);
     if (s->module)
-        log_info("quota store %s:%d: deciding with LOOKUPGATE.ADMIT (the lookupgate module)",
-                 s->host, s->port);
+        log_info("quota store %s: deciding with LOOKUPGATE.ADMIT (the lookupgate module)",
+                 s->name);
 }
 
 /* AUTH / SELECT replies: an error means the connection is not usable. */
@@ -826,14 +827,15 @@ static void setup_cb(redisAsyncContext *ac, void *r, void *privdata)
         schedule_reset(s, reply->str);
 }
 
-/* Starts a connection to host:port attached to the worker's loop, with the given callbacks.
- * Returns it, or NULL after scheduling a retry. */
+/* Starts a connection to host:port (to the Unix socket at path host when port is 0) attached
+ * to the worker's loop, with the given callbacks. Returns it, or NULL after scheduling a
+ * retry. */
 static redisAsyncContext *open_context(struct quota_store *s, const char *host, int port,
                                        redisConnectCallback *on_connect,
                                        redisDisconnectCallback *on_disconnect)
 {
     stat_add(&s->stats.reconnects, 1);
-    redisAsyncContext *ac = redisAsyncConnect(host, port);
+    redisAsyncContext *ac = port == 0 ? redisAsyncConnectUnix(host) : redisAsyncConnect(host, port);
     if (ac == NULL || ac->err) {
         snprintf(s->last_error, sizeof s->last_error, "connect: %s", ac ? ac->errstr : "oom");
         if (ac)
@@ -854,6 +856,16 @@ static void arm_connect_timer(struct quota_store *s)
     struct timeval tv = {s->cfg->connect_timeout_ms / 1000,
                          (s->cfg->connect_timeout_ms % 1000) * 1000};
     evtimer_add(s->conn_timer, &tv);
+}
+
+static void set_name(struct quota_store *s)
+{
+    if (s->port == 0)
+        snprintf(s->name, sizeof s->name, "unix:%s", s->host);
+    else if (strchr(s->host, ':'))
+        snprintf(s->name, sizeof s->name, "[%s]:%d", s->host, s->port);
+    else
+        snprintf(s->name, sizeof s->name, "%s:%d", s->host, s->port);
 }
 
 static void open_data(struct quota_store *s)
@@ -888,10 +900,14 @@ static void sentinel_cb(redisAsyncContext *ac, void *r, void *privdata)
     if (reply->type == REDIS_REPLY_ARRAY && reply->elements == 2 &&
         reply->element[0]->type == REDIS_REPLY_STRING &&
         reply->element[1]->type == REDIS_REPLY_STRING && reply->element[0]->len < sizeof s->host) {
-        snprintf(s->host, sizeof s->host, "%s", reply->element[0]->str);
-        s->port = atoi(reply->element[1]->str);
-        open_data(s);
-        return;
+        int port = atoi(reply->element[1]->str);
+        if (port > 0 && port < 65536) {
+            snprintf(s->host, sizeof s->host, "%s", reply->element[0]->str);
+            s->port = port;
+            set_name(s);
+            open_data(s);
+            return;
+        }
     }
     log_warn("quota store: Sentinel %s does not know the primary \"%s\"",
              s->cfg->sentinels[(s->sentinel_idx + s->cfg->nsentinels - 1) % s->cfg->nsentinels],
@@ -927,6 +943,7 @@ static void store_connect(struct quota_store *s)
     if (s->cfg->nsentinels == 0) {
         snprintf(s->host, sizeof s->host, "%s", s->cfg->host);
         s->port = s->cfg->port;
+        set_name(s);
         open_data(s);
         return;
     }

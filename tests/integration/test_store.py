@@ -147,6 +147,46 @@ class StoreFaults(unittest.TestCase):
             time.sleep(0.02 if ok else 0.05)
         self.fail("service did not come back within %.1f s" % within)
 
+    def test_unix_socket(self):
+        """store.address "unix:PATH": the workers' and the admin listener's connections to
+        Redis are on the socket (CLIENT LIST), the quota is counted and enforced there, a
+        suspension through the admin API reaches the workers, and a Redis restart is
+        survived."""
+        sock = os.path.join(self.tmp, "redis.sock")
+        r = self.redis(args=["--unixsocket", sock, "--unixsocketperm", "700"])
+        gw = self.gateway(0, pol=policy(per_minute=5), address="unix:" + sock)
+
+        def wait_ready(n):
+            deadline = time.time() + 10
+            while gw.log_text().count(b"quota store unix:%s: ready" % sock.encode()) < n:
+                self.assertLess(time.time(), deadline, gw.log_text().decode(errors="replace"))
+                time.sleep(0.05)
+        wait_ready(3)
+        clients = r.cmd("CLIENT", "LIST").splitlines()
+        on_socket = [c for c in clients if " addr=%s:0 " % sock in c]
+        self.assertGreaterEqual(len(on_socket), 3, clients)  # two workers and the admin
+        self.assertEqual(len(clients) - len(on_socket), 1, clients)  # this CLIENT LIST's own
+
+        self.assertEqual([lookup(gw.port).status for _ in range(5)], [200] * 5)
+        r6 = lookup(gw.port)
+        self.assertEqual(r6.status, 429, r6.body)
+        self.assertEqual(problem(r6), "quota-exceeded")
+        self.assertEqual(r.cmd("ZCARD", "lg:{a:a}:m"), 5)
+        self.assertEqual(self.stub.count(), 5)
+
+        gw.admin_json("/admin/v1/accounts/a/suspend", "POST", body=b'{"reason": "test"}')
+        self.assertEqual(r.cmd("GET", "lg:{a:a}:suspended"), "test")
+        r7 = lookup(gw.port)
+        self.assertEqual((r7.status, problem(r7)), (403, "account-suspended"))
+        gw.admin_json("/admin/v1/accounts/a/resume", "POST")
+
+        r.kill()
+        self.assert_denied(lookup(gw.port))
+        r.start()  # an empty dataset: the counts start again
+        wait_ready(6)  # each connection again, on its own back-off
+        self.assertEqual([lookup(gw.port).status for _ in range(2)], [200] * 2)
+        self.assertEqual(r.cmd("ZCARD", "lg:{a:a}:m"), 2)
+
     def test_e1_down_at_start_then_recovers(self):
         port = free_port()
         gw = self.gateway(port)

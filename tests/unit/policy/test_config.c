@@ -7,6 +7,21 @@
 #include "policy/config.h"
 #include "policy/jsonpos.h"
 
+/* A minimal valid config with the given store section (JSON object text), written to a
+ * temporary file; returns its path. */
+static char *write_config(const char *store)
+{
+    char text[1024];
+    snprintf(text, sizeof text,
+             "{\"listeners\": [{\"address\": \"127.0.0.1:8080\"}],\n"
+             " \"upstream\": {\"url\": \"http://127.0.0.1:9000\"},\n"
+             " \"store\": %s,\n"
+             " \"policy\": \"policy.json\",\n"
+             " \"audit\": {\"dir\": \"a\", \"signing_key\": \"s\", \"cid_key\": \"c\"}}\n",
+             store);
+    return check_write_tmp(text);
+}
+
 static void test_example(void)
 {
     char path[4096], err[4096];
@@ -27,10 +42,7 @@ static void test_example(void)
     config_free(cfg);
 
     /* the defaults of what a config leaves out */
-    char *p = check_write_tmp("{\"listeners\": [{\"address\": \"127.0.0.1:8080\"}],\n"
-                              " \"upstream\": {\"url\": \"http://127.0.0.1:9000\"},\n"
-                              " \"policy\": \"policy.json\",\n"
-                              " \"audit\": {\"dir\": \"a\", \"signing_key\": \"s\", \"cid_key\": \"c\"}}\n");
+    char *p = write_config("{}");
     cfg = config_load(p, err, sizeof err);
     if (cfg == NULL)
         fprintf(stderr, "%s", err);
@@ -42,6 +54,46 @@ static void test_example(void)
     }
     config_free(cfg);
     unlink(p);
+
+    /* Redis on a Unix socket: the path in host, port 0 */
+    p = write_config("{\"address\": \"unix:/run/redis/redis-server.sock\"}");
+    cfg = config_load(p, err, sizeof err);
+    if (cfg == NULL)
+        fprintf(stderr, "%s", err);
+    CHECK(cfg != NULL);
+    if (cfg) {
+        CHECK(strcmp(cfg->store.host, "/run/redis/redis-server.sock") == 0);
+        CHECK_INT(cfg->store.port, 0);
+    }
+    config_free(cfg);
+    unlink(p);
+}
+
+/* A config whose store.address is addr must be refused with message. */
+static void check_store_address_error(const char *addr, const char *message)
+{
+    char store[300], err[4096];
+    snprintf(store, sizeof store, "{\"address\": \"%s\"}", addr);
+    char *p = write_config(store);
+    CHECK(config_load(p, err, sizeof err) == NULL);
+    char want[300];
+    snprintf(want, sizeof want, "key \"store.address\": %s", message);
+    CHECK(strstr(err, want) != NULL);
+    if (strstr(err, want) == NULL)
+        fprintf(stderr, "%s: errors were:\n%s", addr, err);
+    unlink(p);
+}
+
+static void test_store_address_errors(void)
+{
+    check_store_address_error("unix:redis.sock",
+                              "a Unix socket needs an absolute path (\"unix:/...\")");
+    char longpath[200] = "unix:/";
+    memset(longpath + 6, 'x', 120);
+    longpath[126] = '\0';
+    check_store_address_error(longpath, "the socket path is longer than 107 bytes");
+    check_store_address_error("redis.local",
+                              "expected \"host:port\" or \"unix:/path/to/redis.sock\"");
 }
 
 static void test_errors(void)
@@ -124,6 +176,7 @@ int main(void)
 {
     test_example();
     test_errors();
+    test_store_address_errors();
     test_jsonpos();
     return check_done("test_config");
 }
