@@ -858,6 +858,7 @@ static void arm_connect_timer(struct quota_store *s)
     evtimer_add(s->conn_timer, &tv);
 }
 
+/* The address in logs: "host:port", "[v6]:port" or "unix:PATH". */
 static void set_name(struct quota_store *s)
 {
     if (s->port == 0)
@@ -870,6 +871,7 @@ static void set_name(struct quota_store *s)
 
 static void open_data(struct quota_store *s)
 {
+    set_name(s);
     set_state(s, STORE_CONNECTING);
     redisAsyncContext *ac = open_context(s, s->host, s->port, connect_cb, disconnect_cb);
     if (ac == NULL)
@@ -904,7 +906,6 @@ static void sentinel_cb(redisAsyncContext *ac, void *r, void *privdata)
         if (port > 0 && port < 65536) {
             snprintf(s->host, sizeof s->host, "%s", reply->element[0]->str);
             s->port = port;
-            set_name(s);
             open_data(s);
             return;
         }
@@ -943,7 +944,6 @@ static void store_connect(struct quota_store *s)
     if (s->cfg->nsentinels == 0) {
         snprintf(s->host, sizeof s->host, "%s", s->cfg->host);
         s->port = s->cfg->port;
-        set_name(s);
         open_data(s);
         return;
     }
