@@ -925,6 +925,7 @@ static int recover(struct audit *a, struct jsonw *body, char *err, size_t errlen
     long n = seg_list(a->dir, a->instance, &segs, err, errlen);
     if (n < 0)
         return -1;
+    long listed = n; /* n counts down as torn segments are removed; all are freed */
     char torn_name[SEG_NAME_MAX + 32] = "";
     size_t torn_bytes = 0;
     int rc = -1;
@@ -1098,7 +1099,7 @@ static int recover(struct audit *a, struct jsonw *body, char *err, size_t errlen
     }
     rc = 0;
 out:
-    seg_list_free(segs, n > 0 ? n : 0);
+    seg_list_free(segs, listed);
     return rc;
 }
 

@@ -28,7 +28,7 @@ FUZZ_DIR=${FUZZ_DIR:-build/fuzz}
 CC=clang cmake -S . -B "$FUZZ_DIR" -DCMAKE_BUILD_TYPE=Debug -DLOOKUPGATE_FUZZ=ON \
     -DLOOKUPGATE_FUZZ_SECONDS="${LOOKUPGATE_FUZZ_SECONDS:-10}" >/dev/null
 cmake --build "$FUZZ_DIR" -j"$(nproc)" --target fuzz_head fuzz_chunked fuzz_config fuzz_policy \
-    fuzz_audit fuzz_redis fuzz_upstream
+    fuzz_audit fuzz_recover fuzz_redis fuzz_upstream
 
 export ASAN_OPTIONS="detect_leaks=1:abort_on_error=0:strict_string_checks=1"
 export UBSAN_OPTIONS="print_stacktrace=1:halt_on_error=1"

@@ -9,7 +9,7 @@ shift || true
 CC=clang cmake -S . -B build/fuzz -DCMAKE_BUILD_TYPE=Debug -DLOOKUPGATE_FUZZ=ON >/dev/null
 cmake --build build/fuzz -j"$(nproc)" >/dev/null
 fuzzers=("$@")
-[ ${#fuzzers[@]} -gt 0 ] || fuzzers=(head chunked config policy audit redis upstream)
+[ ${#fuzzers[@]} -gt 0 ] || fuzzers=(head chunked config policy audit recover redis upstream)
 status=0
 for f in "${fuzzers[@]}"; do
     echo "== $f: $secs s"
