@@ -8,7 +8,7 @@ stopped and must exit 0 with no sanitizer report; `lookupgate-audit verify` must
 audit log must hold exactly one final record (lookup.result or request.refused) per request
 sent, and one intent per admitted lookup.
 
-    bench/soak.py DURATION [--build DIR] [--out FILE]
+    bench/soak.py DURATION [--build DIR] [--out FILE] [--redis-module]
 
 Exit status 0 when every check holds. Uses the real binaries and a real redis-server on free
 loopback ports (the harness of tests/integration)."""
@@ -194,6 +194,9 @@ def main():
     ap.add_argument("--clients", type=int, default=6)
     ap.add_argument("--out", help="also write the report here")
     ap.add_argument("--keep", action="store_true", help="keep the logs and audit of a failed run")
+    ap.add_argument("--redis-module", action="store_true",
+                    help="load the build's lookupgate-redis.so into Redis (every start), so that "
+                         "quotas are decided by LOOKUPGATE.ADMIT instead of the script")
     args = ap.parse_args()
     lgtest.BUILD = os.path.abspath(args.build)
     # If the run outlives its plan, show where every thread is (then the harness times out).
@@ -206,7 +209,13 @@ def main():
 
     tmpdir = tempfile.TemporaryDirectory(prefix="lg-soak-")
     tmp = tmpdir.name
-    redis = Redis(tmp)
+    redis_args = []
+    if args.redis_module:
+        so = os.path.join(lgtest.BUILD, "lookupgate-redis.so")
+        if not os.path.exists(so):
+            sys.exit("soak: %s is missing (build the lookupgate-redis target)" % so)
+        redis_args = ["--loadmodule", so]
+    redis = Redis(tmp, args=redis_args)
     stub = Stub(tmp)
     # ASan's quarantine (256 MiB by default) would fill for minutes and hide a real trend.
     asan = os.environ.get("ASAN_OPTIONS", "detect_leaks=1:abort_on_error=0")
@@ -274,6 +283,13 @@ def main():
         faulthandler.dump_traceback(all_threads=True)
         failures.append("%d client thread(s) still waiting 30 s after the end" % len(stuck))
     time.sleep(0.5)
+    if args.redis_module:
+        # Since the last restart, every admission went through the module, none through the
+        # script (commandstats count from that restart).
+        admit, evalsha = redis.calls("lookupgate.admit"), redis.calls("evalsha")
+        say("redis since its last restart: LOOKUPGATE.ADMIT %d calls, EVALSHA %d" % (admit, evalsha))
+        if admit == 0 or evalsha != 0:
+            failures.append("quota decisions not all through the module after the last restart")
     try:
         gw.stop(verify=False)
     except AssertionError as e:
